@@ -1,0 +1,41 @@
+"""The project's error family.
+
+Every error raised for bad input derives from :class:`HPSearchError`; its message is one line that
+names the culprit (file, key, value) and the fix. The CLI prints exactly that line and exits non-zero,
+so callers can catch the whole family with one ``except``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class HPSearchError(Exception):
+    """Base class of every error hpsearch raises for bad input or an impossible request."""
+
+
+class ConfigError(HPSearchError, ValueError):
+    """A pretraining config (file or in-memory) is invalid."""
+
+
+class DataError(HPSearchError, ValueError):
+    """The corpus cannot be read, tokenized or windowed as asked."""
+
+
+class CheckpointError(HPSearchError):
+    """A checkpoint is corrupt, or does not belong to this model."""
+
+
+class SpaceError(HPSearchError, ValueError):
+    """A search space (built-in or YAML file) is invalid."""
+
+
+class SweepError(HPSearchError):
+    """A sweep cannot be started, resumed, read or exported as asked."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""

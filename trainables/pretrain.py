@@ -1,0 +1,410 @@
+"""One pretraining run: tokens -> GPT -> AdamW with warmup + cosine LR and clipping after warmup.
+
+Never imports Ray. Progress leaves through two plain callables, so the same function runs in a
+unit test, inside a Tune trial (which turns each evaluation into ``tune.report``) and as the full
+run of an exported config:
+
+    on_eval(metrics: dict, save_checkpoint: Callable[[Path], None]) -> None
+    log(line: str) -> None
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainables.config import PretrainConfig
+from trainables.corpus import WindowLoader, load_tokens, split_tokens
+from trainables.errors import CheckpointError, ConfigError, DataError
+from trainables.model import GPT
+
+CHECKPOINT_FILE = "checkpoint.pt"
+METRICS_FILE = "metrics.json"
+
+EvalCallback = Callable[[dict, Callable[[Path], None]], None]
+
+
+def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, peak_lr: float,
+          min_lr: float) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine decay."""
+    if step < warmup_steps:
+        return initial_lr + step * (peak_lr - initial_lr) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    assert 0.0 <= progress <= 1.0, f"progress {progress} out of [0, 1] at step {step}/{total_steps}"
+    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Quantities derived once from the config and the corpus, printed at the start of a run."""
+
+    n_tokens: int
+    train_tokens: int
+    val_tokens: int
+    train_windows: int
+    val_windows: int
+    batches_per_epoch: int
+    tokens_per_step: int
+    total_steps: int
+    epochs: float  # < num_epochs when max_tokens cuts the run short
+
+    def describe(self) -> str:
+        return (f"corpus {self.n_tokens:,} tokens (train {self.train_tokens:,} / val {self.val_tokens:,}); "
+                f"{self.train_windows:,} train windows, {self.val_windows:,} val windows; "
+                f"{self.batches_per_epoch} steps/epoch x {self.epochs:g} epochs = {self.total_steps} steps "
+                f"of {self.tokens_per_step:,} tokens = {self.total_steps * self.tokens_per_step:,} tokens")
+
+
+def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -> RunPlan:
+    """Check the config against a corpus of ``n_tokens`` and derive the run's size; DataError/ConfigError if it cannot run."""
+    ctx, t = config.model.context_len, config.train
+    train_n = int(n_tokens * config.data.train_ratio)
+    val_n = n_tokens - train_n
+    stride = config.stride
+    train_windows = len(range(0, max(train_n - ctx, 0), stride))
+    val_windows = len(range(0, max(val_n - ctx, 0), stride))
+    need = ctx + 1
+    for split, n, windows in (("train", train_n, train_windows), ("val", val_n, val_windows)):
+        if windows == 0:
+            raise DataError(
+                f"{source}: the {split} split has {n:,} tokens but one window needs {need:,} "
+                f"(context_len {ctx} + 1); use a larger corpus, a smaller model.context_len, "
+                f"or adjust data.train_ratio ({config.data.train_ratio})")
+    if t.batch_size > train_windows:
+        raise DataError(
+            f"{source}: train.batch_size {t.batch_size} exceeds the {train_windows} training windows "
+            f"(train batches drop the last partial batch, so no step could run); "
+            f"use batch_size <= {train_windows} or a larger corpus")
+    batches = train_windows // t.batch_size
+    tokens_per_step = t.batch_size * ctx
+    total = batches * t.num_epochs
+    if t.max_tokens is not None:
+        total = min(total, max(1, t.max_tokens // tokens_per_step))
+    if t.warmup_steps >= total:
+        raise ConfigError(
+            f"train.warmup_steps ({t.warmup_steps}) must be below the run's total steps ({total} = "
+            f"{batches} steps/epoch x {t.num_epochs} epochs"
+            + (f", capped by max_tokens {t.max_tokens:,}" if t.max_tokens else "")
+            + "); lower warmup_steps or train longer")
+    return RunPlan(n_tokens, train_n, val_n, train_windows, val_windows, batches, tokens_per_step,
+                   total, round(total / batches, 3))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is '{name}' but no CUDA device is visible; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+@dataclass
+class RunSummary:
+    status: str  # completed | diverged
+    steps: int
+    tokens_seen: int
+    best_val_loss: float
+    best_val_step: int
+    best_val_tokens: int
+    final_val_loss: float
+    final_train_loss: float
+    train_seconds: float
+    tokens_per_second: float
+    num_params: int
+    plan: dict
+    evals: list[dict] = field(default_factory=list)
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def calc_loss_batch(model: GPT, x: torch.Tensor, y: torch.Tensor, device: torch.device, autocast) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    with autocast():
+        logits = model(x)  # (B, T, vocab)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+
+@torch.no_grad()
+def evaluate(model: GPT, loader: WindowLoader, num_batches: int, device: torch.device, autocast) -> float:
+    """Mean loss over the first ``num_batches`` batches (in order) of ``loader``."""
+    if len(loader) == 0:
+        raise DataError("cannot evaluate on an empty loader (no complete window); use a larger corpus "
+                        "or a smaller context_len")
+    was_training = model.training
+    model.eval()
+    losses = []
+    for i, (x, y) in enumerate(loader.batches(0)):
+        if i >= num_batches:
+            break
+        losses.append(calc_loss_batch(model, x, y, device, autocast).item())
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+class Run:
+    """The state of one run: model, optimizer, loaders and progress counters. Checkpointable."""
+
+    def __init__(self, config: PretrainConfig, tokens: np.ndarray, *, source: str = "corpus"):
+        self.config = config
+        self.plan = plan_run(config, len(tokens), source=source)
+        self.device = resolve_device(config.train.device)
+        cuda = self.device.type == "cuda"
+        t = config.train
+        _seed_everything(t.seed)
+        train_tok, val_tok = split_tokens(tokens, config.data.train_ratio)
+        common = dict(context_len=config.model.context_len, stride=config.stride,
+                      batch_size=t.batch_size, pin_memory=cuda)
+        self.train_loader = WindowLoader(train_tok, shuffle=True, drop_last=True, seed=t.seed, **common)
+        self.train_eval_loader = WindowLoader(train_tok, shuffle=False, drop_last=True, **common)
+        self.val_loader = WindowLoader(val_tok, shuffle=False, drop_last=False, **common)
+        self.model = GPT(config.model).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.initial_lr,
+                                           weight_decay=t.weight_decay, fused=True if cuda else None)
+        if cuda:
+            self.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+        else:
+            self.autocast = nullcontext
+        self.step = 0
+        self.tokens_seen = 0
+        self.best_val_loss = math.inf
+        self.best_val_step = 0
+        self.best_val_tokens = 0
+        self.evals: list[dict] = []
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format": 1,
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "tokens_seen": self.tokens_seen,
+            "best": [self.best_val_loss, self.best_val_step, self.best_val_tokens],
+            "evals": self.evals,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+        }
+
+    def save(self, directory: Path) -> Path:
+        """Write the checkpoint into ``directory`` atomically (temp file + rename)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / CHECKPOINT_FILE
+        tmp = directory / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, target)
+        return target
+
+    def load(self, path: Path) -> None:
+        """Restore from a checkpoint file or a directory holding one; CheckpointError if it does not fit."""
+        path = Path(path)
+        file = path / CHECKPOINT_FILE if path.is_dir() else path
+        try:
+            state = torch.load(file, map_location=self.device, weights_only=True)
+            if not isinstance(state, dict) or "model" not in state:
+                raise ValueError("not an hpsearch checkpoint")
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {file} does not exist; check the path or run without --resume") from None
+        except Exception as exc:  # torch raises many types for damaged files
+            raise CheckpointError(f"checkpoint {file} is corrupt or not an hpsearch checkpoint "
+                                  f"({type(exc).__name__}); delete it or resume from another") from None
+        saved_model = state.get("config", {}).get("model", {})
+        mine = self.config.to_dict()["model"]
+        shape_keys = ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias")
+        diff = [f"{k}: checkpoint {saved_model.get(k)!r} vs config {mine[k]!r}"
+                for k in shape_keys if saved_model.get(k) != mine[k]]
+        if diff:
+            raise CheckpointError(f"checkpoint {file} is from another model shape ({'; '.join(diff)}); "
+                                  "resume with the config it was written with")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise CheckpointError(f"checkpoint {file} does not fit this model ({first})") from None
+        self.step = int(state["step"])
+        self.tokens_seen = int(state["tokens_seen"])
+        self.best_val_loss, self.best_val_step, self.best_val_tokens = state["best"]
+        self.evals = list(state["evals"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
+
+    # -- training ------------------------------------------------------------------------------
+    def lr(self, step: int) -> float:
+        t = self.config.train
+        return lr_at(step, warmup_steps=t.warmup_steps, total_steps=self.plan.total_steps,
+                     initial_lr=t.initial_lr, peak_lr=t.peak_lr, min_lr=t.min_lr)
+
+    def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
+              checkpoint_dir: Path | None = None) -> RunSummary:
+        """Train from the current step to the end of the plan; returns the run's summary."""
+        t, e, plan = self.config.train, self.config.eval, self.plan
+        model, opt = self.model, self.optimizer
+        model.train()
+        status, message = "completed", ""
+        last_train_loss = math.nan
+        t_start = time.perf_counter()
+        step_tokens_start = self.tokens_seen
+        while self.step < plan.total_steps:
+            epoch, offset = divmod(self.step, plan.batches_per_epoch)
+            for x, y in self.train_loader.batches(epoch, offset):
+                lr = self.lr(self.step)
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                loss = calc_loss_batch(model, x, y, self.device, self.autocast)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.step >= t.warmup_steps:  # the source writes '>'; its upstream fixed it to '>='
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_norm)
+                opt.step()
+                last_train_loss = loss.item()
+                self.step += 1
+                self.tokens_seen += x.numel()
+                if not math.isfinite(last_train_loss):
+                    status = "diverged"
+                    message = f"training loss became {last_train_loss} at step {self.step} (lr {lr:.3g})"
+                    break
+                final = self.step >= plan.total_steps
+                if self.step % e.eval_freq == 0 or final:
+                    metrics = self._evaluate(lr, last_train_loss, t_start, step_tokens_start)
+                    if not math.isfinite(metrics["val_loss"]):
+                        status = "diverged"
+                        message = f"validation loss became {metrics['val_loss']} at step {self.step}"
+                        break
+                    if log:
+                        log(_progress_line(metrics, plan))
+                    if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)):
+                        self.save(checkpoint_dir)
+                    if on_eval is not None:
+                        on_eval({**metrics, "training_complete": final}, self.save)
+                if final:
+                    break
+            if status != "completed":
+                break
+        seconds = time.perf_counter() - t_start
+        tokens_trained = self.tokens_seen - step_tokens_start
+        last = self.evals[-1] if self.evals else {}
+        summary = RunSummary(
+            status=status, steps=self.step, tokens_seen=self.tokens_seen,
+            best_val_loss=self.best_val_loss, best_val_step=self.best_val_step,
+            best_val_tokens=self.best_val_tokens,
+            final_val_loss=last.get("val_loss", math.nan), final_train_loss=last.get("train_loss", math.nan),
+            train_seconds=seconds, tokens_per_second=tokens_trained / seconds if seconds > 0 else 0.0,
+            num_params=self.model.num_params(), plan=asdict(plan), evals=list(self.evals), message=message,
+        )
+        if log and status == "diverged":
+            log(f"diverged: {message}; kept the last finite metrics (best val loss {self.best_val_loss:.4f})")
+        return summary
+
+    def _evaluate(self, lr: float, last_train_loss: float, t_start: float, tokens_start: int) -> dict:
+        e = self.config.eval
+        train_loss = evaluate(self.model, self.train_eval_loader, e.eval_iter, self.device, self.autocast)
+        val_loss = evaluate(self.model, self.val_loader, e.eval_iter, self.device, self.autocast)
+        if math.isfinite(val_loss) and val_loss < self.best_val_loss:
+            self.best_val_loss, self.best_val_step, self.best_val_tokens = val_loss, self.step, self.tokens_seen
+        elapsed = time.perf_counter() - t_start
+        metrics = {
+            "step": self.step,
+            "epoch": self.step / self.plan.batches_per_epoch,
+            "tokens_seen": self.tokens_seen,
+            "lr": lr,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "best_val_loss": self.best_val_loss,
+            "last_batch_loss": last_train_loss,
+            "tokens_per_second": (self.tokens_seen - tokens_start) / elapsed if elapsed > 0 else 0.0,
+        }
+        if math.isfinite(val_loss):
+            self.evals.append({k: metrics[k] for k in ("step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss")})
+        return metrics
+
+
+def _progress_line(m: dict, plan: RunPlan) -> str:
+    tps = m["tokens_per_second"]
+    remaining = (plan.total_steps - m["step"]) * plan.tokens_per_step / tps if tps > 0 else 0
+    eta = time.strftime("%H:%M:%S", time.gmtime(remaining))
+    return (f"step {m['step']:>6}/{plan.total_steps} | epoch {m['epoch']:.2f} | train {m['train_loss']:.4f} "
+            f"| val {m['val_loss']:.4f} | lr {m['lr']:.2e} | {tps:,.0f} tok/s | ETA {eta}")
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pretrain(
+    config: PretrainConfig,
+    *,
+    tokens: np.ndarray | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    on_eval: EvalCallback | None = None,
+    log: Callable[[str], None] | None = print,
+) -> RunSummary:
+    """Run one pretraining run. ``tokens`` skips reading the corpus (a sweep passes the cached array).
+
+    With ``out_dir`` the run checkpoints there (at the end, and every ``eval.checkpoint_freq`` steps),
+    writes ``config.yaml`` and ``metrics.json``, and ``resume=True`` continues from its checkpoint.
+    """
+    source = config.data.path or "embedded corpus"
+    if tokens is None:
+        tokens = load_tokens(config.data.path, pattern=config.data.pattern, log=log).tokens
+    run = Run(config, tokens, source=source)
+    out = Path(out_dir).resolve() if out_dir is not None else None
+    if out is not None:
+        if resume:
+            if not (out / CHECKPOINT_FILE).is_file():
+                raise CheckpointError(f"--resume: no {CHECKPOINT_FILE} in {out}; run once without --resume first")
+            run.load(out)
+        elif (out / CHECKPOINT_FILE).exists():
+            raise CheckpointError(f"{out} already holds a run's checkpoint; pass --resume to continue it "
+                                  "or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write(out / "config.yaml", config.to_yaml())
+    if log:
+        log(f"model {config.preset}: {run.model.num_params():,} parameters on {run.device}")
+        log(run.plan.describe())
+        if resume:
+            log(f"resumed at step {run.step} ({run.tokens_seen:,} tokens seen)")
+    summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out)
+    if out is not None:
+        _atomic_write(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
+        if log:
+            log(f"wrote {out / METRICS_FILE} and {out / CHECKPOINT_FILE}")
+    return summary
+
+
+def finite_or_none(obj):
+    """The same structure with NaN/inf floats as None, so the JSON is strict and loads anywhere."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
