@@ -26,6 +26,147 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 3
 
 
+def _sweep_options(args: argparse.Namespace):
+    from hpsearch.sweep import SweepOptions
+
+    names = {f for f in SweepOptions.__dataclass_fields__}
+    return SweepOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from hpsearch.sweep import run_sweep
+
+    outcome = run_sweep(_sweep_options(args))
+    return 0 if outcome.best is not None else 1
+
+
+def cmd_spaces(args: argparse.Namespace) -> int:
+    from search_spaces import builtin_spaces, get_space
+
+    spaces = [get_space(args.file)] if args.file else builtin_spaces()
+    width = max(len(s.name) for s in spaces)
+    for space in spaces:
+        print(space.describe(width=width))
+    return 0
+
+
+def _sweep_dir(args: argparse.Namespace) -> Path:
+    from hpsearch.sweep import sweep_dir_of
+
+    return sweep_dir_of(args.name, args.results_dir)
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from hpsearch import results as res
+
+    trials, _, meta = res.load(_sweep_dir(args))
+    axes = list(meta.get("space", {}).get("axes", {}))
+    print(res.leaderboard(trials, axes, top=args.top, sort=args.sort))
+    print(res.summary_line(trials))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from hpsearch.export import export
+
+    for path in export(_sweep_dir(args), Path(args.out), trial_id=args.trial, fmt=args.format, force=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hpsearch.report import write_report
+
+    index = write_report(_sweep_dir(args), reruns=args.reruns, top_k=args.top)
+    print(f"report: {index}")
+    return 0
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    logdir = _sweep_dir(args) / "tune"
+    print(f"tensorboard --logdir {logdir}")
+    if args.launch:
+        os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1"])
+    return 0
+
+
+def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
+    from hpsearch.searchers import MODES
+
+    g = p.add_argument_group("what to search")
+    g.add_argument("--space", help="built-in space (see `hpsearch spaces`) or a YAML space file (default: demo)")
+    g.add_argument("--mode", choices=MODES, help="search strategy (default: optuna-asha)")
+    g.add_argument("--name", help="sweep name; results go to results/NAME (default: SPACE-MODE-TIME)")
+    g.add_argument("--data", help="corpus: a text file or a directory of .txt files (default: embedded corpus)")
+    g.add_argument("--data-pattern", help="glob of the files read from a --data directory (default **/*.txt)")
+    g.add_argument("--model", help="model preset of every trial: tiny, nano, small, gpt2-124m, ... (default tiny)")
+    g.add_argument("--config", help="a pretraining config YAML every trial starts from")
+    g.add_argument("--seed", type=int, help="seed of the search algorithm (default 0)")
+    g = p.add_argument_group("budget and early stopping")
+    g.add_argument("--num-samples", type=int, help="trials to sample (default 12; grid: each point once)")
+    g.add_argument("--max-tokens-per-trial", type=int, help="token budget of each trial")
+    g.add_argument("--grace-tokens", type=int, help="ASHA: tokens before a trial may be stopped")
+    g.add_argument("--reduction-factor", type=float, help="ASHA: keep the best 1/rf at each rung (default 3)")
+    g.add_argument("--eval-freq", type=int, help="evaluate every N steps (default 10)")
+    g.add_argument("--eval-iter", type=int, help="batches per evaluation (default 3)")
+    g = p.add_argument_group("resources and cluster")
+    g.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
+    g.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    g.add_argument("--max-concurrent", type=int, help="most trials at once (default: as resources allow)")
+    g.add_argument("--address", help="an existing Ray cluster (e.g. auto or HOST:6379); default: local Ray")
+    g.add_argument("--storage", help="trial checkpoints/state: a directory all nodes reach or an fsspec URI")
+    g.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
+                   help="do not start the Ray dashboard")
+    g.add_argument("--dashboard-host", help="dashboard bind address (default 127.0.0.1)")
+    g = p.add_argument_group("faults and resume")
+    g.add_argument("--max-failures", type=int, help="retries of a crashed trial from its checkpoint (default 1)")
+    g.add_argument("--checkpoint-every", type=int, help="checkpoint a trial every N evaluations (default 2)")
+    g.add_argument("--resume", action="store_true", default=None, help="continue the interrupted sweep --name")
+    g.add_argument("--smoke-test", action="store_true", default=None, help="the real loop, tiny, in seconds")
+    g.add_argument("--results-dir", help="where sweeps are written (default ./results)")
+
+
+def register_sweep_commands(sub) -> None:
+    p = sub.add_parser("sweep", help="run a hyperparameter sweep (no arguments: the demo)",
+                       description="Run a sweep on Ray Tune. With no arguments: the demo, optuna-asha over "
+                                   "a small space with the tiny model on the embedded corpus.")
+    _add_sweep_arguments(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("spaces", help="list the search spaces")
+    p.add_argument("file", nargs="?", help="describe this space file instead")
+    p.set_defaults(func=cmd_spaces)
+
+    def named(p):
+        p.add_argument("name", help="sweep name (a directory under --results-dir)")
+        p.add_argument("--results-dir", default="results", help="where sweeps are written (default ./results)")
+
+    p = sub.add_parser("results", help="leaderboard of a sweep")
+    named(p)
+    p.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--sort", default="best_val_loss", help="column to sort by (default best_val_loss)")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("export", help="export the best (or a chosen) trial as a pretraining config")
+    named(p)
+    p.add_argument("--out", required=True, help="file to write (YAML)")
+    p.add_argument("--trial", help="trial id (default: the best trial)")
+    p.add_argument("--format", default="native", choices=("native", "litgpt"), help="config format")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("report", help="plots and checks of a finished sweep (HTML)")
+    named(p)
+    p.add_argument("--reruns", type=int, default=0, help="rerun best and runner-up over N seeds")
+    p.add_argument("--top", type=int, default=5, help="trials in the curves plot")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("tensorboard", help="print (or --launch) the TensorBoard command of a sweep")
+    named(p)
+    p.add_argument("--launch", action="store_true", help="run tensorboard on 127.0.0.1")
+    p.set_defaults(func=cmd_tensorboard)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpsearch",
@@ -41,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="override train.max_tokens (a token budget)")
     p.set_defaults(func=cmd_pretrain)
 
+    register_sweep_commands(sub)
     return parser
 
 

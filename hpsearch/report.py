@@ -132,8 +132,7 @@ def edge_check(axis: str, dist: str, args: Sequence, value: Any) -> Check | None
         return None
     v = float(value)
     if dist in ("grid", "choice"):
-        values = sorted({float(x) for x in args if _is_number(x)})
-        if len(values) < 3 or len(values) != len(args):
+        if not all(map(_is_number, args)) or len(values := sorted({float(x) for x in args})) < 3:
             return None
         low, high = values[0], values[-1]
         where = "lower" if v <= low else "upper" if v >= high else None
@@ -185,9 +184,11 @@ def seed_noise_check(winner: Sequence[float], runner_up: Sequence[float]) -> Che
     """The "reruns" Check: fires when the winner's lead is not larger than the seed noise."""
     w, r = _finite(winner), _finite(runner_up)
     if len(w) < 2 or (len(runner_up) and len(r) < 2):
-        return Check("reruns", True, f"reruns: {_mean_std(w)} for the winner; at least 2 finite "
-                                     "losses per config are needed to measure seed noise "
-                                     "(pass --reruns 2 or more)")
+        lost = len(winner) - len(w) + len(runner_up) - len(r)
+        why = (f"{lost} rerun(s) gave no finite loss (see the error column of reruns.csv)" if lost
+               else "pass --reruns 2 or more")
+        return Check("reruns", True, f"reruns: winner {_mean_std(w)}; seed noise needs 2 or more "
+                                     f"finite losses per config: {why}")
     if not len(runner_up):
         return Check("reruns", False, f"reruns: winner {_mean_std(w)}; no runner-up to compare")
     lead = float(r.mean() - w.mean())
@@ -196,6 +197,8 @@ def seed_noise_check(winner: Sequence[float], runner_up: Sequence[float]) -> Che
             f"vs seed noise {noise:.4f} (rule: lead > sum of the two stds)")
     if lead_exceeds_noise(w, r):
         return Check("reruns", False, head + " — the winner's lead is real")
+    if -lead > noise:
+        return Check("reruns", True, head + " — the runner-up did better on reruns: prefer it")
     return Check("reruns", True, head + " — within seed noise: treat the two configs as tied")
 
 
@@ -313,18 +316,21 @@ def plot_curves(curves: pd.DataFrame, best: pd.DataFrame, path: Path) -> Path:
     for i, (_, trial) in enumerate(best.iterrows()):
         c = curves[curves["trial_id"].astype(str) == str(trial["trial_id"])].sort_values("tokens_seen")
         color = f"C{i % 10}"
-        label = f"{trial['trial_id']} (best val {trial['best_val_loss']:.3f})"
-        ax.plot(c["tokens_seen"], c["val_loss"], "-o", color=color, ms=3, label=label + " val")
-        ax.plot(c["tokens_seen"], c["train_loss"], "--", color=color, alpha=0.7, label="train")
+        ax.plot(c["tokens_seen"], c["val_loss"], "-o", color=color, ms=3,
+                label=f"{trial['trial_id']} (best val {trial['best_val_loss']:.3f})")
+        ax.plot(c["tokens_seen"], c["train_loss"], "--", color=color, alpha=0.7)
+    ax.plot([], [], "k-", label="val loss")  # style keys: one legend entry per trial, not two
+    ax.plot([], [], "k--", alpha=0.7, label="train loss")
     ax.xaxis.set_major_formatter(EngFormatter())
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8)
     fig.savefig(path)
     return path
 
 
 def plot_lr_schedule(trial: pd.Series, meta: dict, curves: pd.DataFrame | None, path: Path) -> Path:
     """The best trial's LR at every step, recomputed from its hyperparameters, with reported points."""
-    lr_at = _lr_function()
+    from trainables.pretrain import lr_at
+
     train = (meta.get("base_config") or {}).get("train") or {}
 
     def value(name: str, default: float) -> float:
@@ -469,7 +475,8 @@ def write_report(sweep_dir: Path, *, reruns: int = 0, top_k: int = 5, log: Log |
     notes += importance_notes
     if importances:
         plot_importance(importances, out / "importance.png")
-        plots.append(("importance.png", "Share of the variation in best_val_loss each axis explains."))
+        plots.append(("importance.png", "Share of the variation in best_val_loss each axis explains "
+                                            "(rough with few trials)."))
 
     if reruns > 0:
         runs = rerun_top(trials, meta, reruns=reruns, log=log)
@@ -527,18 +534,6 @@ def _html(meta, trials, best, checks, notes, plots) -> str:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-def _lr_function() -> Callable[..., float]:
-    try:
-        from trainables.pretrain import lr_at
-    except ImportError:  # the formula, while trainables.pretrain is not importable
-        def lr_at(step, *, warmup_steps, total_steps, initial_lr, peak_lr, min_lr):
-            if step < warmup_steps:
-                return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
-            progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-            return min_lr + (peak_lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-    return lr_at
-
-
 def _first_line(text: Any) -> str:
     lines = str(text).strip().splitlines() if isinstance(text, str) else []
     return lines[0] if lines else "(no message)"

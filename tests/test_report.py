@@ -1,13 +1,13 @@
 """hpsearch.report on synthetic sweep directories: files written, checks, importance, errors.
 
-No Ray and no training: the tables are built by hand; reruns use a stand-in `trainables.pretrain`.
+No Ray and no training: the tables are built by hand; reruns use a stand-in for `pretrain`.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
-import sys
 import types
 
 import numpy as np
@@ -94,11 +94,12 @@ def write_sweep(path, trials: pd.DataFrame, sweep_meta: dict | None = None):
     trials.to_parquet(path / "trials.parquet")
     curves = []
     for _, t in trials[trials["status"] != "skipped-invalid"].iterrows():
+        end = t["best_val_loss"] if math.isfinite(t["best_val_loss"]) else 4.5
         for k in range(1, 6):
             step = 8 * k
             curves.append({"trial_id": t["trial_id"], "step": step, "epoch": 0,
                            "tokens_seen": step * 4096, "lr": t["peak_lr"] * (1 - 0.15 * k),
-                           "train_loss": 6.0 - 0.45 * k, "val_loss": 6.1 - 0.4 * k})
+                           "train_loss": end - 0.1 + 0.45 * (5 - k), "val_loss": end + 0.4 * (5 - k)})
     pd.DataFrame(curves).to_parquet(path / "curves.parquet")
     (path / "sweep.json").write_text(json.dumps(sweep_meta or meta()))
     return path
@@ -153,8 +154,8 @@ def test_reruns_write_csv_and_the_seed_noise_verdict(tmp_path, monkeypatch):
         return types.SimpleNamespace(best_val_loss=3.0 + 100 * abs(cfg.train.peak_lr - 1e-3)
                                      + 0.001 * (cfg.train.seed % 3))
 
-    monkeypatch.setitem(sys.modules, "trainables.pretrain",
-                        types.SimpleNamespace(pretrain=pretrain, __name__="trainables.pretrain"))
+    # The module, not the package attribute: trainables/__init__ re-exports the function `pretrain`.
+    monkeypatch.setattr(importlib.import_module("trainables.pretrain"), "pretrain", pretrain)
     table = sweep_table()
     table["batch_size"] = table["batch_size"].astype(float)  # as after a NaN: must map back to int
     sweep = write_sweep(tmp_path / "toy", table)
@@ -237,6 +238,7 @@ def test_seed_noise_rule_on_hand_made_numbers():
     assert not seed_noise_check(*clear).fired
     assert "lead 0.2000 vs seed noise 0.0200" in seed_noise_check(*clear).message
     assert seed_noise_check(*tied).fired and "within seed noise" in seed_noise_check(*tied).message
+    assert "runner-up did better" in seed_noise_check(clear[1], clear[0]).message
     assert seed_noise_check([3.0], [3.5]).fired
     assert not seed_noise_check([3.0, 3.1], []).fired
 

@@ -1,0 +1,159 @@
+"""A sweep's results: one pandas row per trial, every trial's curve, the leaderboard.
+
+Statuses: completed, early-stopped (stopped by the scheduler), diverged, errored, skipped-invalid.
+Best = the lowest *best-over-training* validation loss among completed and early-stopped trials.
+(Tune's ``get_best_result`` looks at the last report and silently drops NaN trials; not used.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from trainables.errors import SweepError
+
+STATUSES = ("completed", "early-stopped", "diverged", "errored", "skipped-invalid")
+RANKED = ("completed", "early-stopped")
+CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
+METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_train_loss",
+                  "tokens_seen", "steps", "wall_time_s", "cpus", "gpus", "error"]
+
+
+def trial_status(last: dict, error: object) -> str:
+    if error is not None:
+        return "errored"
+    status = last.get("hp_status")
+    if status in ("completed", "diverged", "skipped-invalid"):
+        return status
+    return "early-stopped"
+
+
+def _error_line(error: object) -> str:
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
+
+
+def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, curves) from a Tune ResultGrid; rows sorted by trial id so reruns compare equal."""
+    rows, curves = [], []
+    for result in result_grid:
+        last = dict(result.metrics or {})
+        trial_id = last.get("trial_id") or Path(result.path).name
+        history = result.metrics_dataframe
+        evals = pd.DataFrame(columns=CURVE_COLUMNS)
+        if history is not None and len(history) and set(CURVE_COLUMNS[1:]) <= set(history.columns):
+            # evaluation reports only: not the skip notice, not the diverged trial's closing repeat
+            keep = history["hp_status"].isin(("running", "completed")) if "hp_status" in history else True
+            h = history.loc[keep, CURVE_COLUMNS[1:]].astype(float)
+            h = h[h["val_loss"].map(math.isfinite)].astype({"step": int, "tokens_seen": int})
+            h.insert(0, "trial_id", trial_id)
+            evals = h
+        curves.append(evals)
+        status = trial_status(last, result.error)
+        finite = evals["val_loss"].astype(float) if len(evals) else pd.Series(dtype=float)
+        if len(finite):
+            best_i = finite.idxmin()
+            best, best_tokens = float(finite[best_i]), int(evals.loc[best_i, "tokens_seen"])
+        else:
+            best, best_tokens = math.nan, 0
+        row = {"trial_id": trial_id, "status": status}
+        config = result.config or {}
+        for axis in axes:
+            row[axis] = config.get(axis)
+        row.update({
+            "best_val_loss": best,
+            "best_val_tokens": best_tokens,
+            "final_val_loss": float(evals["val_loss"].iloc[-1]) if len(evals) else math.nan,
+            "final_train_loss": float(evals["train_loss"].iloc[-1]) if len(evals) else math.nan,
+            "tokens_seen": int(last.get("tokens_seen") or 0),
+            "steps": int(last.get("step") or 0),
+            "wall_time_s": float(last.get("time_total_s") or 0.0),
+            "cpus": cpus,
+            "gpus": gpus,
+            "error": _error_line(result.error) if result.error is not None else (last.get("message") or ""),
+        })
+        rows.append(row)
+    trials = pd.DataFrame(rows, columns=["trial_id", "status", *axes, *METRIC_COLUMNS])
+    trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    curve_df = pd.concat([c for c in curves if len(c)], ignore_index=True) if any(len(c) for c in curves) \
+        else pd.DataFrame(columns=CURVE_COLUMNS)
+    if len(curve_df):
+        curve_df = curve_df.sort_values(["trial_id", "step"], kind="stable").reset_index(drop=True)
+    return trials, curve_df
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save(sweep_dir: Path, trials: pd.DataFrame, curves: pd.DataFrame) -> None:
+    """Write trials.parquet/.csv and curves.parquet, each to a temp file first, then renamed."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    for name, frame, writer in (
+        ("trials.parquet", trials, lambda df, p: df.to_parquet(p, index=False)),
+        ("trials.csv", trials, lambda df, p: df.to_csv(p, index=False)),
+        ("curves.parquet", curves, lambda df, p: df.to_parquet(p, index=False)),
+    ):
+        tmp = sweep_dir / f".{name}.{os.getpid()}.tmp"
+        writer(frame, tmp)
+        os.replace(tmp, sweep_dir / name)
+
+
+def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(trials, curves, meta) of a finished sweep directory."""
+    sweep_dir = Path(sweep_dir)
+    file = sweep_dir / "trials.parquet"
+    if not file.is_file():
+        if not sweep_dir.is_dir():
+            raise SweepError(f"no sweep at {sweep_dir}; list sweeps with `ls {sweep_dir.parent}` "
+                             "or run `hpsearch sweep --name NAME`")
+        raise SweepError(f"{sweep_dir} has no trials.parquet (the sweep did not finish); "
+                         f"finish it with `hpsearch sweep --name {sweep_dir.name} --resume`")
+    trials = pd.read_parquet(file)
+    curves_file = sweep_dir / "curves.parquet"
+    curves = pd.read_parquet(curves_file) if curves_file.is_file() else pd.DataFrame(columns=CURVE_COLUMNS)
+    meta_file = sweep_dir / "sweep.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    return trials, curves, meta
+
+
+# -- views ----------------------------------------------------------------------------------------
+
+def ranked(trials: pd.DataFrame) -> pd.DataFrame:
+    ok = trials[trials["status"].isin(RANKED) & trials["best_val_loss"].map(lambda v: math.isfinite(v))]
+    return ok.sort_values(["best_val_loss", "trial_id"], kind="stable")
+
+
+def best_trial(trials: pd.DataFrame) -> pd.Series | None:
+    r = ranked(trials)
+    return None if r.empty else r.iloc[0]
+
+
+def summary_line(trials: pd.DataFrame) -> str:
+    counts = trials["status"].value_counts()
+    parts = [f"{counts[s]} {s}" for s in STATUSES if s in counts]
+    tokens = int(trials["tokens_seen"].sum())
+    wall = float(trials["wall_time_s"].sum())
+    best = best_trial(trials)
+    best_txt = f"; best val loss {best['best_val_loss']:.4f} ({best['trial_id']})" if best is not None else \
+        "; no trial completed"
+    return f"{len(trials)} trials: {', '.join(parts)}; {tokens:,} training tokens; {wall:,.0f} s of trial time{best_txt}"
+
+
+def leaderboard(trials: pd.DataFrame, axes: list[str], *, top: int = 10, sort: str = "best_val_loss") -> str:
+    if sort not in trials.columns:
+        raise SweepError(f"cannot sort by '{sort}'; choose one of: {', '.join(trials.columns)}")
+    board = trials.copy()
+    board["_rank"] = ~board["status"].isin(RANKED)
+    board = board.sort_values(["_rank", sort, "trial_id"], kind="stable").head(top)
+    cols = ["trial_id", "status", *axes, "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s"]
+    with pd.option_context("display.width", 200, "display.max_columns", 50, "display.float_format", "{:.4g}".format):
+        return board[cols].to_string(index=False)

@@ -1,0 +1,81 @@
+"""The Ray Tune function trainable: one trial = one short pretraining run.
+
+It wraps :func:`trainables.pretrain.Run` and reports at every evaluation through ``tune.report``
+(``ray.train.report`` raises inside Tune trials in Ray 2.60). The token array arrives once per node
+through ``tune.with_parameters``, so trials never re-tokenize. Every report carries ``hp_status``:
+
+    running | completed | diverged | skipped-invalid
+
+``skipped-invalid`` is the documented rule for combinations that cannot run (``min_lr > peak_lr``,
+``initial_lr > peak_lr``, warmup not shorter than the run, a batch larger than the data): the trial
+reports once, with ``best_val_loss = inf`` and the reason in ``message``, and ends without training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from ray import tune
+
+from trainables.config import PretrainConfig
+from trainables.errors import ConfigError, DataError
+from trainables.pretrain import Run
+
+METRIC = "best_val_loss"
+
+
+def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial: float = 1.0,
+                checkpoint_every: int = 1, source: str = "corpus", fault_at_step: int = 0) -> None:
+    """Tune entry point. ``config`` holds the trial's hyperparameters by bare name.
+
+    ``fault_at_step`` injects a crash (fault-tolerance tests): a trial that did not start from a
+    checkpoint raises at its first evaluation at or after that step.
+    """
+    torch.set_num_threads(max(1, int(cpus_per_trial)))  # pin torch to the CPUs Ray reserved
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report
+    try:
+        cfg = PretrainConfig.from_dict(base, source="sweep base config").with_hparams(config, source="trial")
+        run = Run(cfg, tokens, source=source)
+    except (ConfigError, DataError) as exc:
+        tune.report({METRIC: math.inf, "val_loss": math.inf, "train_loss": math.inf, "tokens_seen": 0,
+                     "step": 0, "epoch": 0.0, "lr": 0.0, "hp_status": "skipped-invalid",
+                     "training_complete": True, "message": str(exc)})
+        return
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            run.load(Path(d))
+
+    evals_since_checkpoint = 0
+
+    def on_eval(metrics: dict, save) -> None:
+        nonlocal evals_since_checkpoint
+        evals_since_checkpoint += 1
+        report = {**metrics, "hp_status": "completed" if metrics["training_complete"] else "running",
+                  "message": ""}
+        if fault_at_step and metrics["step"] >= fault_at_step and checkpoint is None:
+            raise RuntimeError(f"injected fault at step {metrics['step']}")
+        if metrics["training_complete"] or evals_since_checkpoint >= checkpoint_every:
+            evals_since_checkpoint = 0
+            with tempfile.TemporaryDirectory() as d:
+                save(Path(d))
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report(report)
+
+    summary = run.train(on_eval=on_eval, log=None)
+    if summary.status == "diverged":
+        last = summary.evals[-1] if summary.evals else {}
+        tune.report({
+            METRIC: summary.best_val_loss,  # last finite value (inf if it never evaluated)
+            "val_loss": last.get("val_loss", math.inf), "train_loss": last.get("train_loss", math.inf),
+            "tokens_seen": summary.tokens_seen, "step": summary.steps,
+            "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
+            "hp_status": "diverged", "training_complete": True, "message": summary.message,
+        })
