@@ -77,8 +77,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from hpsearch.report import write_report
 
-    index = write_report(_sweep_dir(args), reruns=args.reruns, top_k=args.top)
-    print(f"report: {index}")
+    write_report(_sweep_dir(args), reruns=args.reruns, top_k=args.top)
     return 0
 
 

@@ -45,6 +45,18 @@ def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, 
     return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def clip_gradients(params, *, step: int, warmup_steps: int, max_norm: float) -> bool:
+    """Clip gradients to global L2 norm ``max_norm`` on every step after warmup; True if it ran.
+
+    The source document writes ``step > warmup_steps``, which skips the first post-warmup step;
+    its upstream corrected it to ``>=``, as here.
+    """
+    if step < warmup_steps:
+        return False
+    torch.nn.utils.clip_grad_norm_(params, max_norm)
+    return True
+
+
 @dataclass(frozen=True)
 class RunPlan:
     """Quantities derived once from the config and the corpus, printed at the start of a run."""
@@ -272,8 +284,8 @@ class Run:
                 loss = calc_loss_batch(model, x, y, self.device, self.autocast)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if self.step >= t.warmup_steps:  # the source writes '>'; its upstream fixed it to '>='
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_norm)
+                clip_gradients(model.parameters(), step=self.step, warmup_steps=t.warmup_steps,
+                               max_norm=t.max_norm)
                 opt.step()
                 last_train_loss = loss.item()
                 self.step += 1

@@ -1,0 +1,45 @@
+"""Shared fixtures. Ray starts once per test session, on 127.0.0.1, usage stats off."""
+
+import os
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # before Ray is imported anywhere
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_cache(tmp_path_factory):
+    """Token caches go to a per-session directory, never the user's ~/.cache."""
+    os.environ["HPSEARCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def embedded_tokens():
+    from trainables.corpus import load_tokens
+
+    return load_tokens(None, log=None).tokens
+
+
+def nano_config(**train):
+    """A config that trains in a second or two on one CPU core."""
+    from trainables.config import PretrainConfig
+
+    base = {"batch_size": 4, "max_tokens": 128 * 12, "peak_lr": 5e-3, "initial_lr": 1e-5,
+            "min_lr": 1e-5, "warmup_steps": 2, "seed": 7}
+    return PretrainConfig.from_dict({
+        "model": {"preset": "nano"},
+        "train": {**base, **train},
+        "eval": {"eval_freq": 4, "eval_iter": 2},
+    })

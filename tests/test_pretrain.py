@@ -1,0 +1,146 @@
+"""One pretraining run: schedule, clipping, training, checkpoints, config files, CLI."""
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+from conftest import nano_config
+
+from hpsearch.cli import main
+from trainables.config import PretrainConfig, load_config
+from trainables.errors import CheckpointError, ConfigError, DataError
+from trainables.pretrain import Run, clip_gradients, lr_at, plan_run, pretrain
+
+
+def test_lr_equals_the_formula_at_every_step():
+    kw = dict(warmup_steps=10, total_steps=50, initial_lr=1e-5, peak_lr=1e-3, min_lr=1e-4)
+    for s in range(50):
+        if s < 10:
+            expected = 1e-5 + s * (1e-3 - 1e-5) / 10
+        else:
+            progress = (s - 10) / (50 - 10)
+            expected = 1e-4 + (1e-3 - 1e-4) * 0.5 * (1 + math.cos(math.pi * progress))
+        assert lr_at(s, **kw) == pytest.approx(expected, rel=1e-12)
+    assert lr_at(10, **kw) == pytest.approx(1e-3)  # warmup ends at the peak
+
+
+def test_run_uses_the_schedule(embedded_tokens):
+    cfg = nano_config()
+    run = Run(cfg, embedded_tokens)
+    seen = []
+    run.train(on_eval=lambda m, save: seen.append((m["step"], m["lr"])), log=None)
+    for step, lr in seen:  # metrics carry the lr of the last step taken (step - 1)
+        assert lr == pytest.approx(run.lr(step - 1))
+
+
+def test_clipping_matches_the_documents_example():
+    def param():
+        p = torch.nn.Parameter(torch.zeros(2, 2))
+        p.grad = torch.tensor([[1.0, 2.0], [2.0, 4.0]])  # global L2 norm 5
+        return p
+
+    during_warmup = param()
+    assert not clip_gradients([during_warmup], step=4, warmup_steps=5, max_norm=2.0)
+    assert torch.equal(during_warmup.grad, torch.tensor([[1.0, 2.0], [2.0, 4.0]]))
+    first_after = param()  # '>=': the first post-warmup step is clipped too
+    assert clip_gradients([first_after], step=5, warmup_steps=5, max_norm=2.0)
+    assert torch.allclose(first_after.grad, torch.tensor([[1.0, 2.0], [2.0, 4.0]]) * 2 / 5)
+
+
+def test_loss_falls_on_a_short_run(embedded_tokens):
+    summary = pretrain(nano_config(max_tokens=128 * 24), tokens=embedded_tokens, log=None)
+    assert summary.status == "completed" and summary.steps == 24
+    assert summary.evals[-1]["val_loss"] < summary.evals[0]["val_loss"] - 0.5
+    assert summary.tokens_seen == 24 * 4 * 32
+
+
+def test_resume_continues_exactly(tmp_path, embedded_tokens):
+    cfg = nano_config(max_tokens=128 * 16)
+    cfg = PretrainConfig.from_dict({**cfg.to_dict(), "eval": {"eval_freq": 4, "eval_iter": 2, "checkpoint_freq": 4}})
+    straight = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "a", log=None)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_8(metrics, save):
+        if metrics["step"] == 8:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", on_eval=stop_at_8, log=None)
+    resumed = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", resume=True, log=None)
+    assert resumed.steps == straight.steps == 16
+    assert resumed.evals == straight.evals  # identical losses at every evaluation
+    assert resumed.best_val_loss == straight.best_val_loss
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert metrics["steps"] == 16 and metrics["status"] == "completed"
+
+
+def test_checkpoint_errors(tmp_path, embedded_tokens):
+    cfg = nano_config(max_tokens=128 * 4)
+    pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "run", log=None)
+    with pytest.raises(CheckpointError, match="already holds a run's checkpoint"):
+        pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "run", log=None)
+    with pytest.raises(CheckpointError, match="no checkpoint.pt"):
+        pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "fresh", resume=True, log=None)
+    other = PretrainConfig.from_dict({**cfg.to_dict(), "model": {"preset": "nano", "emb_dim": 64}})
+    with pytest.raises(CheckpointError, match="another model shape.*emb_dim: checkpoint 32 vs config 64"):
+        Run(other, embedded_tokens).load(tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint" * 10)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Run(cfg, embedded_tokens).load(tmp_path / "run")
+
+
+def test_invalid_learning_rates_and_warmup():
+    with pytest.raises(ConfigError, match=r"min_lr \(0.01\) must not exceed train.peak_lr"):
+        nano_config(min_lr=1e-2)
+    with pytest.raises(ConfigError, match=r"initial_lr \(0.01\) must not exceed train.peak_lr"):
+        nano_config(initial_lr=1e-2)
+    with pytest.raises(ConfigError, match=r"warmup_steps \(12\) must be below the run's total steps \(12"):
+        plan_run(nano_config(warmup_steps=12), 139_000)
+
+
+def test_corpus_too_small_and_batch_too_large(embedded_tokens):
+    with pytest.raises(DataError, match=r"val split has 7 tokens but one window needs 33"):
+        plan_run(nano_config(), 70)
+    with pytest.raises(DataError, match="batch_size 4000 exceeds the 3909 training windows"):
+        plan_run(nano_config(batch_size=4000), len(embedded_tokens))
+
+
+def test_config_file_errors_name_key_and_fix(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  peak_rl: 1.0e-3\n  batch_sise: 4\nmodle: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(f)
+    msg = str(info.value)
+    assert str(f) in msg and "did you mean 'peak_lr'" in msg and "did you mean 'batch_size'" in msg
+    assert "unknown section 'modle' (did you mean 'model'?)" in msg
+    f.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(f)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    cfg = nano_config(peak_lr=2e-3)
+    (tmp_path / "c.yaml").write_text(cfg.to_yaml())
+    assert load_config(tmp_path / "c.yaml") == cfg
+    assert cfg.with_hparams({"dropout": 0.2, "peak_lr": 1e-3}).model.dropout == 0.2
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'peak_rl'"):
+        cfg.with_hparams({"peak_rl": 1})
+
+
+def test_cli_pretrain_trains_and_refuses_to_overwrite(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(nano_config(max_tokens=128 * 12).to_dict()))
+    out = tmp_path / "out"
+    assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "parameters" in printed and "tok/s" in printed and "completed: 12 steps" in printed
+    assert {"checkpoint.pt", "config.yaml", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2
