@@ -12,6 +12,7 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from trainables.errors import SweepError
@@ -49,7 +50,7 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[
             # evaluation reports only: not the skip notice, not the diverged trial's closing repeat
             keep = history["hp_status"].isin(("running", "completed")) if "hp_status" in history else True
             h = history.loc[keep, CURVE_COLUMNS[1:]].astype(float)
-            h = h[h["val_loss"].map(math.isfinite)].astype({"step": int, "tokens_seen": int})
+            h = h.loc[np.isfinite(h["val_loss"].to_numpy())].astype({"step": int, "tokens_seen": int})
             h.insert(0, "trial_id", trial_id)
             evals = h
         curves.append(evals)

@@ -53,10 +53,12 @@ def optuna_storage_url(sweep_dir: Path) -> str:
 
 
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,
-                grace_tokens: int | None, reduction_factor: float):
+                grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None):
     """(search_alg, scheduler) for ``mode``."""
     if mode in ("grid", "random"):
-        return BasicVariantGenerator(random_state=seed if mode == "random" else None), FIFOScheduler()
+        # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
+        return BasicVariantGenerator(random_state=seed if mode == "random" else None,
+                                     max_concurrent=max_concurrent or 0), FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":

@@ -225,7 +225,9 @@ def run_sweep(opts: SweepOptions, *, log=print) -> SweepOutcome:
     base = base_config(opts, space)
     corpus = load_tokens(base.data.path, pattern=base.data.pattern, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
-    plan_run(base, len(tokens), source=corpus.source)  # the base itself must fit the corpus
+    # the corpus must hold a window in each split; per-trial misfits (a batch larger than the data,
+    # warmup longer than the run) are the trial's own 'skipped-invalid'
+    plan_run(base.with_hparams({"batch_size": 1, "warmup_steps": 0}), len(tokens), source=corpus.source)
     max_t = max_trial_tokens(base, space, len(tokens))
     axes = list(space.axes)
     num_samples = opts.num_samples or (1 if opts.mode == "grid" else 12)
@@ -303,13 +305,14 @@ def _make_tuner(opts, name, sweep_dir, tune_dir, param_space, base, tokens, sour
                                   resume_errored=False, restart_errored=False)
     search, scheduler = make_search(opts.mode, seed=opts.seed, study_name=name, sweep_dir=sweep_dir,
                                     max_t=max_t, grace_tokens=opts.grace_tokens,
-                                    reduction_factor=opts.reduction_factor)
+                                    reduction_factor=opts.reduction_factor, max_concurrent=opts.max_concurrent)
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="min", search_alg=search, scheduler=scheduler, num_samples=num_samples,
-            max_concurrent_trials=opts.max_concurrent, reuse_actors=opts.reuse_actors,
+            max_concurrent_trials=None if opts.mode in ("grid", "random") else opts.max_concurrent,
+            reuse_actors=opts.reuse_actors,
         ),
         run_config=tune.RunConfig(
             name=tune_dir.rsplit("/", 1)[1], storage_path=tune_dir.rsplit("/", 1)[0], verbose=opts.verbose,

@@ -1,0 +1,82 @@
+"""Shared by the benchmark scripts: environment, Ray start, medians and bench/results.json.
+
+Every script imports this first: it pins the environment variables the benchmarks must run with
+(before Ray or the product is imported) and records each figure with the command, machine and date.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+os.environ["HPSEARCH_CACHE_DIR"] = "/tmp/bench_cache"
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+RESULTS = BENCH / "results.json"
+RUNS_DIR = Path("/tmp/bench_runs")  # sweeps' results/ and Tune state: scratch, never in the repo
+FIGURES = ("tune_overhead_ratio", "concurrency_efficiency", "cache_reload_ratio", "search_gap_at_10pct", "gpu_mfu")
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def start_ray(**runtime_env) -> None:
+    """A private local Ray on 2 CPUs (others run their own Ray on this machine)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING",
+                 runtime_env=runtime_env or None)
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def spread(values) -> str:
+    """'median [min..max] (n)' for a printout."""
+    v = sorted(values)
+    return f"{statistics.median(v):.4g} [{v[0]:.4g}..{v[-1]:.4g}] (n={len(v)})"
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPU, "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def record(figures: dict, details: dict) -> None:
+    """Merge ``figures`` (top-level keys) into bench/results.json; ``details`` go under runs[<script>]."""
+    data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for key in FIGURES:
+        data.setdefault(key, None)
+    data.update(figures)
+    script = Path(sys.argv[0]).name
+    data.setdefault("runs", {})[script] = {
+        "command": shlex.join(["python", f"bench/{script}", *sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **details,
+    }
+    tmp = RESULTS.with_name(f".results.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    os.replace(tmp, RESULTS)
+    print(f"updated {RESULTS.relative_to(REPO)}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def stamp() -> str:
+    return time.strftime("%H:%M:%S")
