@@ -116,6 +116,9 @@ def _default_name(opts: SweepOptions) -> str:
 def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=print) -> None:
     """Connect to ``address`` or start a local Ray on 127.0.0.1, unless one is already up."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune warns on every forced state snapshot after a trial checkpoint; with short trials that is
+    # every few seconds and tells the user nothing they can act on
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
 
     if ray.is_initialized():
@@ -317,7 +320,7 @@ def _make_tuner(opts, name, sweep_dir, tune_dir, param_space, base, tokens, sour
         run_config=tune.RunConfig(
             name=tune_dir.rsplit("/", 1)[1], storage_path=tune_dir.rsplit("/", 1)[0], verbose=opts.verbose,
             failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
 

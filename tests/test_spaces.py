@@ -92,7 +92,7 @@ def test_seed_continuous_covers_the_same_axes():
 
 def test_demo_and_smoke():
     demo, smoke = get_space("demo"), get_space("smoke")
-    assert demo.fixed == {"min_lr": 1e-5, "initial_lr": 1e-5}
+    assert demo.fixed == {"max_tokens": 16384, "min_lr": 1e-5, "initial_lr": 1e-5}
     assert demo.axes["peak_lr"] == LogUniform(1e-4, 1e-2)
     assert smoke.grid_size() == 4
     assert smoke.fixed == {"warmup_steps": 2, "initial_lr": 1e-5, "min_lr": 1e-5}
