@@ -29,13 +29,13 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def start_ray(**runtime_env) -> None:
+def start_ray(num_cpus: int = 2, **runtime_env) -> None:
     """A private local Ray on 2 CPUs (others run their own Ray on this machine)."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING",
-                 runtime_env=runtime_env or None)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING", runtime_env=runtime_env or None)
 
 
 def median(values) -> float:

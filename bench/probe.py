@@ -42,14 +42,14 @@ def setup() -> None:
 
     import trainables.tune_trainable as tt
 
-    stepped = weakref.WeakSet()
+    steps = weakref.WeakKeyDictionary()  # optimizer -> steps taken
 
-    def first_step(optimizer, args, kwargs):
-        if optimizer not in stepped:
-            stepped.add(optimizer)
-            _write("first_step")
+    def early_steps(optimizer, args, kwargs):
+        n = steps[optimizer] = steps.get(optimizer, 0) + 1
+        if n <= 2:  # the second step's end - the first's = one step's time
+            _write("first_step" if n == 1 else "second_step")
 
-    register_optimizer_step_post_hook(first_step)
+    register_optimizer_step_post_hook(early_steps)
 
     report = tune.report
 
@@ -76,7 +76,7 @@ def setup() -> None:
     tt.train_trial = probed_train_trial
 
 
-def start_probed_ray(log_file: Path) -> None:
+def start_probed_ray(log_file: Path, num_cpus: int = 2) -> None:
     from common import start_ray
 
     import sys
@@ -86,7 +86,7 @@ def start_probed_ray(log_file: Path) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     os.environ[LOG_ENV] = str(log_file)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import bench/
-    start_ray(worker_process_setup_hook=setup, env_vars={LOG_ENV: str(log_file)})
+    start_ray(num_cpus, worker_process_setup_hook=setup, env_vars={LOG_ENV: str(log_file)})
 
 
 def events(log_file: Path, since: float = 0.0) -> list[dict]:
@@ -97,7 +97,7 @@ def events(log_file: Path, since: float = 0.0) -> list[dict]:
 
 
 def per_trial(rows: list[dict]) -> dict[str, dict]:
-    """trial -> {enter, first_step, exit, last_report, tokens, tps, cpu_s, info}."""
+    """trial -> {enter, first_step, second_step, exit, last_report, tokens, tps, cpu_s, info}."""
     out: dict[str, dict] = {}
     for r in rows:
         if r["trial"] is None:
@@ -106,8 +106,8 @@ def per_trial(rows: list[dict]) -> dict[str, dict]:
         if r["event"] == "enter":
             d.update(enter=r["t"], cpu0=r["cpu"], info={k: r.get(k) for k in ("threads", "interop", "omp_env",
                                                                               "mkl_env", "os_threads")})
-        elif r["event"] == "first_step":
-            d.setdefault("first_step", r["t"])
+        elif r["event"] in ("first_step", "second_step"):
+            d.setdefault(r["event"], r["t"])
         elif r["event"] == "report":
             d.update(last_report=r["t"], tokens=r["tokens_seen"], tps=r["tps"])
         elif r["event"] == "exit":

@@ -8,7 +8,8 @@ sides alternate, order flipped each repeat; the figure is the median of the pair
 
 Fixed cost per trial: sweeps of identical short trials run one at a time, with and without actor
 reuse; for every trial after the first, previous trial's exit -> this trial's first optimizer step,
-split at the entry of `train_trial` (Tune + actor launch | building the Run).
+split at the entry of `train_trial` (Tune + actor launch | building the Run + the first step; the
+second step's time is printed beside it, to tell the one-off cost from one step's work).
 
     python bench/tune_overhead.py [--quick] [--repeats 5]
 """
@@ -93,11 +94,13 @@ def measure_fixed_cost(repeats: int, trials: int) -> dict:
     for r in range(repeats):
         for reuse in ((True, False) if r % 2 == 0 else (False, True)):
             recs = list(probed_sweep(sweep_options("fixed", trials=trials, max_tokens=2048, reuse=reuse)).values())
-            d = out.setdefault("reuse" if reuse else "no_reuse", {"launch_s": [], "build_s": [], "total_s": []})
+            d = out.setdefault("reuse" if reuse else "no_reuse",
+                               {"launch_s": [], "build_s": [], "total_s": [], "step_s": []})
             for prev, cur in zip(recs, recs[1:]):
                 d["launch_s"].append(cur["enter"] - prev["exit"])
                 d["build_s"].append(cur["first_step"] - cur["enter"])
                 d["total_s"].append(cur["first_step"] - prev["exit"])
+                d["step_s"].append(cur["second_step"] - cur["first_step"])
             print(f"{stamp()} reuse_actors={reuse}: exit -> first step " +
                   ", ".join(f"{t:.2f}" for t in d["total_s"][-(len(recs) - 1):]) + " s", flush=True)
     return out
@@ -117,7 +120,7 @@ def main() -> None:
     print(f"tune_overhead_ratio {spread(ratio['ratios'])}  (goal >= 0.97)")
     for key, d in fixed.items():
         print(f"fixed cost per trial, {key:8}: {spread(d['total_s'])} s = launch {median(d['launch_s']):.2f} s "
-              f"+ Run build {median(d['build_s']):.2f} s")
+              f"+ Run build and first step {median(d['build_s']):.2f} s (a later step takes {median(d['step_s']):.2f} s)")
     record({"tune_overhead_ratio": round(median(ratio["ratios"]), 4),
             "trial_fixed_cost_s_reuse": round(median(fixed["reuse"]["total_s"]), 3),
             "trial_fixed_cost_s_no_reuse": round(median(fixed["no_reuse"]["total_s"]), 3)},

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from hpsearch import results as res
+from trainables.atomic import atomic_write_text
 from trainables.config import PretrainConfig
 from trainables.errors import SweepError
 
@@ -110,10 +111,10 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
         "command": meta.get("command"), "versions": meta.get("versions"),
     }
     if fmt == "native":
-        res.atomic_write_text(out, export_native(base, row, axes))
+        atomic_write_text(out, export_native(base, row, axes))
         return [out]
     cfg = trial_config(base, row, axes)
-    res.atomic_write_text(out, yaml.safe_dump(to_litgpt(cfg), sort_keys=False))
+    atomic_write_text(out, yaml.safe_dump(to_litgpt(cfg), sort_keys=False))
     provenance["not_representable_in_litgpt"] = {
         "initial_lr": f"{cfg.train.initial_lr:g} (litgpt warms up from 0)",
         "dropout": f"{cfg.model.dropout:g} (litgpt's GPT has no dropout)",
@@ -122,5 +123,5 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
     }
     provenance["hpsearch_config"] = cfg.to_dict()
     side = out.with_name(out.stem + ".provenance.yaml")
-    res.atomic_write_text(side, yaml.safe_dump(provenance, sort_keys=False))
+    atomic_write_text(side, yaml.safe_dump(provenance, sort_keys=False))
     return [out, side]

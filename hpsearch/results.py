@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from trainables.atomic import atomic_write
 from trainables.errors import SweepError
 
 STATUSES = ("completed", "early-stopped", "diverged", "errored", "skipped-invalid")
@@ -89,23 +89,12 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[
 
 # -- files ----------------------------------------------------------------------------------------
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save(sweep_dir: Path, trials: pd.DataFrame, curves: pd.DataFrame) -> None:
-    """Write trials.parquet/.csv and curves.parquet, each to a temp file first, then renamed."""
+    """Write trials.parquet/.csv and curves.parquet, each atomically."""
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    for name, frame, writer in (
-        ("trials.parquet", trials, lambda df, p: df.to_parquet(p, index=False)),
-        ("trials.csv", trials, lambda df, p: df.to_csv(p, index=False)),
-        ("curves.parquet", curves, lambda df, p: df.to_parquet(p, index=False)),
-    ):
-        tmp = sweep_dir / f".{name}.{os.getpid()}.tmp"
-        writer(frame, tmp)
-        os.replace(tmp, sweep_dir / name)
+    atomic_write(sweep_dir / "trials.parquet", lambda p: trials.to_parquet(p, index=False))
+    atomic_write(sweep_dir / "trials.csv", lambda p: trials.to_csv(p, index=False))
+    atomic_write(sweep_dir / "curves.parquet", lambda p: curves.to_parquet(p, index=False))
 
 
 def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

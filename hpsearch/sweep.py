@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import shlex
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -23,6 +24,7 @@ import pandas as pd
 from hpsearch import results as res
 from hpsearch.searchers import MODES
 from search_spaces import Space, get_space, parse_space
+from trainables.atomic import atomic_write_text
 from trainables.config import DataArgs, EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_tokens
 from trainables.errors import SweepError, did_you_mean
@@ -124,6 +126,7 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
     if ray.is_initialized():
         return
     if address:
+        check_reachable(address)
         try:
             ray.init(address=address, logging_level="WARNING")
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -139,6 +142,19 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
                    _node_ip_address="127.0.0.1", logging_level="WARNING")
     if dashboard and getattr(ctx, "dashboard_url", None):
         log(f"Ray dashboard: http://{ctx.dashboard_url}")
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds when nothing listens at ``address`` (Ray itself waits minutes, then hangs)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"--address {address}: nothing answers there ({exc.__class__.__name__}: "
+                         f"{exc}); start the head with `ray start --head --port PORT` or fix the address") from None
 
 
 def check_resources(cpus: float, gpus: float) -> None:
@@ -248,8 +264,8 @@ def run_sweep(opts: SweepOptions, *, log=print) -> SweepOutcome:
         "versions": _versions(), "started": _now(),
     }
     if not opts.resume:
-        res.atomic_write_text(sweep_dir / "sweep.json", json.dumps(meta, indent=2))
-        res.atomic_write_text(sweep_dir / "space.yaml", space.to_yaml())
+        atomic_write_text(sweep_dir / "sweep.json", json.dumps(meta, indent=2))
+        atomic_write_text(sweep_dir / "space.yaml", space.to_yaml())
 
     tuner = _make_tuner(opts, name, sweep_dir, tune_dir, param_space, base, tokens, corpus.source, max_t,
                         num_samples)
@@ -271,13 +287,13 @@ def run_sweep(opts: SweepOptions, *, log=print) -> SweepOutcome:
         from hpsearch.export import export_native
 
         best_path = sweep_dir / "best_config.yaml"
-        res.atomic_write_text(best_path, export_native(base, best, axes))
+        atomic_write_text(best_path, export_native(base, best, axes))
     wall = time.perf_counter() - t0
     record = json.loads((sweep_dir / "sweep.json").read_text())
     record.update({"finished": _now(), "wall_time_s": round(wall, 1),
                    "best_trial": None if best is None else str(best["trial_id"]),
                    "summary": res.summary_line(trials)})
-    res.atomic_write_text(sweep_dir / "sweep.json", json.dumps(record, indent=2))
+    atomic_write_text(sweep_dir / "sweep.json", json.dumps(record, indent=2))
     log("")
     log(res.leaderboard(trials, axes, top=10))
     log(res.summary_line(trials))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainables.atomic import atomic_write
 from trainables.errors import DataError
 
 EMBEDDED = "embedded:pydoc_data.topics"
@@ -210,10 +211,12 @@ def load_tokens(
         log(f"tokenizing {source}: {len(docs)} document(s), {mb:.1f} M characters ...")
     tokens = tokenize_documents(docs)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:  # written whole, then renamed: a crash never leaves half a cache
-        np.save(fh, tokens, allow_pickle=False)
-    os.replace(tmp, cache_file)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.save(fh, tokens, allow_pickle=False)
+
+    atomic_write(cache_file, write)
     tokens = np.load(cache_file, mmap_mode="r", allow_pickle=False)
     seconds = time.perf_counter() - t0
     if log:

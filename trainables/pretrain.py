@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainables.atomic import atomic_write, atomic_write_text
 from trainables.config import PretrainConfig
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError
@@ -215,14 +216,11 @@ class Run:
         }
 
     def save(self, directory: Path) -> Path:
-        """Write the checkpoint into ``directory`` atomically (temp file + rename)."""
+        """Write the checkpoint into ``directory`` atomically."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        target = directory / CHECKPOINT_FILE
-        tmp = directory / f".{CHECKPOINT_FILE}.{os.getpid()}.tmp"
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, target)
-        return target
+        state = self.state_dict()
+        return atomic_write(directory / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
 
     def load(self, path: Path) -> None:
         """Restore from a checkpoint file or a directory holding one; CheckpointError if it does not fit."""
@@ -391,7 +389,7 @@ def pretrain(
             raise CheckpointError(f"{out} already holds a run's checkpoint; pass --resume to continue it "
                                   "or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / "config.yaml", config.to_yaml())
+        atomic_write_text(out / "config.yaml", config.to_yaml())
     if log:
         log(f"model {config.preset}: {run.model.num_params():,} parameters on {run.device}")
         log(run.plan.describe())
@@ -399,7 +397,7 @@ def pretrain(
             log(f"resumed at step {run.step} ({run.tokens_seen:,} tokens seen)")
     summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out)
     if out is not None:
-        _atomic_write(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
+        atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
         if log:
             log(f"wrote {out / METRICS_FILE} and {out / CHECKPOINT_FILE}")
     return summary
@@ -414,9 +412,3 @@ def finite_or_none(obj):
     if isinstance(obj, (list, tuple)):
         return [finite_or_none(v) for v in obj]
     return obj
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
