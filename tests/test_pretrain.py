@@ -103,7 +103,7 @@ def test_invalid_learning_rates_and_warmup():
 
 
 def test_corpus_too_small_and_batch_too_large(embedded_tokens):
-    with pytest.raises(DataError, match=r"val split has 7 tokens but one window needs 33"):
+    with pytest.raises(DataError, match=r"70 tokens give a val split of 7 tokens, but one window needs 33"):
         plan_run(nano_config(), 70)
     with pytest.raises(DataError, match="batch_size 4000 exceeds the 3909 training windows"):
         plan_run(nano_config(batch_size=4000), len(embedded_tokens))

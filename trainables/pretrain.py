@@ -91,7 +91,7 @@ def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -
     for split, n, windows in (("train", train_n, train_windows), ("val", val_n, val_windows)):
         if windows == 0:
             raise DataError(
-                f"{source}: the {split} split has {n:,} tokens but one window needs {need:,} "
+                f"{source}: {n_tokens:,} tokens give a {split} split of {n:,} tokens, but one window needs {need:,} "
                 f"(context_len {ctx} + 1); use a larger corpus, a smaller model.context_len, "
                 f"or adjust data.train_ratio ({config.data.train_ratio})")
     if t.batch_size > train_windows:
