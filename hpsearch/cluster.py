@@ -138,6 +138,17 @@ def project_runtime_env(env: dict[str, str] | None = None) -> dict:
     return {"py_modules": modules, "excludes": list(EXCLUDES), "env_vars": env_vars}
 
 
+def driver_runtime_env() -> dict | None:
+    """runtime_env for a sweep driver joining a running cluster (``ray.init(address=..., runtime_env=...)``).
+
+    Ships the project so trials on every node run the driver's code, not whatever version a node
+    has installed (or none). None inside a submitted job: the job already ships it.
+    """
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # set by Ray's job supervisor for the entrypoint
+        return None
+    return project_runtime_env()
+
+
 def _sweep_flags() -> list[argparse.Action]:
     from hpsearch.cli import _add_sweep_arguments
 

@@ -345,12 +345,13 @@ def plot_lr_schedule(trial: pd.Series, meta: dict, curves: pd.DataFrame | None, 
     fig, ax = _figure(f"Learning-rate schedule of the best trial ({trial['trial_id']})",
                       "optimizer step", "learning rate")
     if total > 0:
-        steps = np.arange(total + 1)
+        steps = np.arange(total)  # optimizer steps 0 .. total-1
         ax.plot(steps, [lr_at(int(s), total_steps=total, **kw) for s in steps], "-", color="C0",
                 label=f"schedule (warmup {kw['warmup_steps']}, cosine to {kw['min_lr']:g})")
     if curves is not None and {"step", "lr"} <= set(curves.columns):
         c = curves[curves["trial_id"].astype(str) == str(trial["trial_id"])]
-        ax.plot(c["step"], c["lr"], "o", color="C1", ms=4, label="reported at evaluations")
+        # a report after step k carries the lr that step k-1 (0-based) trained with
+        ax.plot(c["step"] - 1, c["lr"], "o", color="C1", ms=4, label="reported at evaluations")
     ax.axvline(kw["warmup_steps"], color="grey", ls=":", lw=1, label="end of warmup")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax.legend(fontsize=8)
