@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shlex
 import sys
@@ -92,13 +93,17 @@ def job_client(address: str | None):
     from ray.job_submission import JobSubmissionClient
 
     address = normalize_address(address)
+    for name in ("ray.dashboard", "ray._private.runtime_env"):  # per-file upload and socket chatter
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return JobSubmissionClient(address, headers=auth_headers(address))
     except AuthenticationError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise SweepError(f"{address} refused the request ({first}); the cluster uses token auth: "
-                         "export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> (or RAY_AUTH_TOKEN_PATH="
-                         "<file>); `ray get-auth-token` on the head prints the token") from None
+        which = ("the token sent is not this cluster's" if "Invalid" in first or "Forbidden" in first
+                 else "the cluster uses token auth")
+        raise SweepError(f"{address} refused the request ({first}); {which}: export RAY_AUTH_MODE=token "
+                         "and RAY_AUTH_TOKEN=<token> (or RAY_AUTH_TOKEN_PATH=<file>); `ray get-auth-token` "
+                         "on the head prints the token") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SweepError(f"--address {address}: no Ray job server answered ({first[:200]}); pass the "
@@ -192,13 +197,26 @@ def sweep_entrypoint(args: argparse.Namespace, *, name: str, results_dir: str) -
                 parts.append(flag)
             continue
         text = str(value)
+        if action.dest == "storage":
+            parts += [flag, _job_storage(text)]
+            continue
         if action.dest in ("data", "config") or (action.dest == "space" and text.endswith((".yaml", ".yml"))):
             text = _job_path(text, root, flag)
-        elif action.dest == "storage" and "://" not in text and not (text.startswith("~") or Path(text).is_absolute()):
-            raise SweepError(f"--storage {text}: a submitted sweep needs a location every node reaches: an "
-                             "absolute path on shared storage (e.g. /mnt/shared/hpsearch) or a URI (s3://...)")
-        parts += [flag, _shell_path(text) if action.dest == "storage" and "://" not in text else shlex.quote(text)]
+        parts += [flag, shlex.quote(text)]
     return " ".join(parts)
+
+
+def _job_storage(value: str) -> str:
+    if "://" in value:  # s3://, gs://, ...: every node reaches it by itself
+        return shlex.quote(value)
+    if not _is_head_path(value):
+        raise SweepError(f"--storage {value}: a submitted sweep needs a location every node reaches: an "
+                         "absolute path on shared storage (e.g. /mnt/shared/hpsearch) or a URI (s3://...)")
+    return _shell_path(value)
+
+
+def _is_head_path(value: str) -> bool:
+    return value == "~" or value.startswith("~/") or Path(value).is_absolute()
 
 
 def _job_name(args: argparse.Namespace) -> str:
@@ -225,7 +243,7 @@ def submit_sweep(args: argparse.Namespace, *, log=print) -> str:
     """Submit the sweep described by ``args`` as a Ray Job; returns the submission id."""
     name = _job_name(args)
     results_dir = args.results_dir or DEFAULT_JOB_RESULTS
-    if not (results_dir.startswith("~") or Path(results_dir).is_absolute()):
+    if not _is_head_path(results_dir):
         raise SweepError(f"--results-dir {results_dir}: a submitted sweep runs in a temporary copy of the "
                          "project on the head node, so give an absolute path there (or ~/...), e.g. "
                          f"--results-dir {DEFAULT_JOB_RESULTS}")

@@ -14,6 +14,7 @@ skipped-invalid or errored -> FAIL. Non-finite intermediate values are never rep
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import optuna
@@ -63,9 +64,11 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":
         # OptunaSearch ignores its own seed when given a sampler: the sampler carries it.
-        sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                             warn_independent_sampling=False,
-                                             warn_asynchronous_seeding=False)
+        with warnings.catch_warnings():  # "QMCSampler is experimental" on every sweep
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                                 warn_independent_sampling=False,
+                                                 warn_asynchronous_seeding=False)
         scheduler = FIFOScheduler()
     elif mode == "optuna-asha":
         sampler = optuna.samplers.TPESampler(seed=seed)

@@ -103,7 +103,7 @@ def test_sampling_modes_are_reproducible_with_a_seed(tmp_path, mode):
 
     def sampled(name, seed):
         out = run_sweep(quick(tmp_path, space=space, mode=mode, name=name, num_samples=3, seed=seed,
-                              max_concurrent=1), log=lambda *_: None)
+                              max_concurrent=2), log=lambda *_: None)
         return sorted(out.trials[["peak_lr", "dropout"]].round(12).values.tolist())
 
     first, again, other = sampled("a", 5), sampled("b", 5), sampled("c", 6)
