@@ -67,6 +67,7 @@ def reload_ratio(path: Path | None, repeats: int) -> dict:
     for _ in range(repeats):
         cache = tempfile.mkdtemp(prefix="reload-", dir="/tmp/bench_cache")
         try:
+            common.wait_quiet()
             t, first = timed(lambda: load(cache))
             cold.append(t)
             t, again = timed(lambda: load(cache))
@@ -111,6 +112,7 @@ def tokenize_speed(path: Path | None, repeats: int) -> dict:
     secs = {k: [] for k in sides}
     for r in range(repeats):
         for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            common.wait_quiet()
             t, out = timed(sides[name])
             secs[name].append(t)
             if name == "bare_tiktoken":  # same work: the product's ids are bare tiktoken's, joined by EOT

@@ -52,6 +52,29 @@ def loadavg() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def busy_fraction(seconds: float = 2.0) -> float:
+    """Share of all cores busy over the next ``seconds`` (from /proc/stat; includes everyone's work)."""
+    def sample():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    (t0, i0), _, (t1, i1) = sample(), time.sleep(seconds), sample()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def wait_quiet(below: float = 0.25, max_wait: float = 180.0) -> float:
+    """Wait (up to ``max_wait`` s) until other work leaves the cores mostly idle; the busy share seen.
+
+    Other people's jobs share this machine: a repeat started in a quiet moment measures the code,
+    not the neighbours. The busy share at the start is recorded beside every repeat.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        busy = busy_fraction()
+        if busy < below or time.monotonic() > deadline:
+            return round(busy, 3)
+
+
 def machine() -> str:
     import torch
 

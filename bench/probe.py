@@ -67,7 +67,7 @@ def setup() -> None:
     def probed_train_trial(config, **kwargs):
         _write("enter", threads=torch.get_num_threads(), interop=torch.get_num_interop_threads(),
                omp_env=os.environ.get("OMP_NUM_THREADS"), mkl_env=os.environ.get("MKL_NUM_THREADS"),
-               os_threads=len(os.listdir("/proc/self/task")))
+               os_threads=len(os.listdir("/proc/self/task")), nice=os.nice(0))
         try:
             return train_trial(config, **kwargs)
         finally:
@@ -105,7 +105,7 @@ def per_trial(rows: list[dict]) -> dict[str, dict]:
         d = out.setdefault(r["trial"], {"pid": r["pid"]})
         if r["event"] == "enter":
             d.update(enter=r["t"], cpu0=r["cpu"], info={k: r.get(k) for k in ("threads", "interop", "omp_env",
-                                                                              "mkl_env", "os_threads")})
+                                                                              "mkl_env", "os_threads", "nice")})
         elif r["event"] in ("first_step", "second_step"):
             d.setdefault(r["event"], r["t"])
         elif r["event"] == "report":

@@ -1,10 +1,13 @@
 """Issue 6, figure 1: what running inside Ray Tune costs a trial.
 
 tune_overhead_ratio = tokens/s of one tiny run inside a one-trial sweep / the same config run by
-plain `pretrain()` in this process (1 torch thread on both sides, as cpus_per_trial=1 gives the
-trial). Both sides use the product's own figure: tokens_per_second at the final evaluation (training
-time since the loop started, evaluations and the trial's reports and checkpoints included). The two
-sides alternate, order flipped each repeat; the figure is the median of the paired ratios.
+plain `pretrain()` (1 torch thread on both sides, as cpus_per_trial=1 gives the trial). Both sides
+use the product's own figure: tokens_per_second at the final evaluation (training time since the
+loop started, evaluations and the trial's reports and checkpoints included). The plain run is a
+child process at the trial's CPU priority: Ray starts workers at nice 15 (RAY_worker_niceness), so
+on a busy machine a trial gets less CPU than a plain run at nice 0; that effect is measured apart
+(plain at nice 0 / plain at the trial's nice). Sides rotate each repeat; figures are medians of the
+per-repeat ratios.
 
 Fixed cost per trial: sweeps of identical short trials run one at a time, with and without actor
 reuse; for every trial after the first, previous trial's exit -> this trial's first optimizer step,
@@ -17,14 +20,19 @@ second step's time is printed beside it, to tell the one-off cost from one step'
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import common
 import torch
 import yaml
 
 from common import RUNS_DIR, median, record, spread, stamp
-from probe import events, per_trial, start_probed_ray
+from probe import LOG_ENV, events, per_trial, start_probed_ray
 
 SPACE = {"name": "overhead", "axes": {"peak_lr": {"grid": [1.0e-3]}},
          "fixed": {"warmup_steps": 2, "batch_size": 8, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}}
@@ -49,50 +57,81 @@ def probed_sweep(opts) -> dict[str, dict]:
 
     t0 = time.time()
     run_sweep(opts, log=lambda line: None)
-    trials = per_trial(events(PROBE_LOG, since=t0))
+    trials = per_trial(events(Path(os.environ[LOG_ENV]), since=t0))
     return dict(sorted(trials.items(), key=lambda kv: kv[1]["enter"]))
 
 
-def plain_tps(opts) -> float:
-    """The same config through plain pretrain() in this process, 1 torch thread."""
+def plain_child(max_tokens: int) -> None:
+    """The sweep's trial config through plain pretrain(), 1 torch thread; prints its timing as JSON."""
     from hpsearch.sweep import base_config
     from search_spaces import get_space
     from trainables.corpus import load_tokens
     from trainables.pretrain import pretrain
 
-    space = get_space(opts.space)
-    cfg = base_config(opts, space).with_hparams({"peak_lr": SPACE["axes"]["peak_lr"]["grid"][0]})
+    opts = sweep_options("plain", trials=1, max_tokens=max_tokens, reuse=True)
+    cfg = base_config(opts, get_space(opts.space)).with_hparams({"peak_lr": SPACE["axes"]["peak_lr"]["grid"][0]})
     tokens = load_tokens(cfg.data.path, log=None).tokens
-    last = {}
     torch.set_num_threads(1)
+    last = {}
+    t0, cpu0 = time.time(), time.process_time()
     pretrain(cfg, tokens=tokens, log=None, on_eval=lambda m, save: last.update(m))
-    return last["tokens_per_second"]
+    print(json.dumps({"start": t0, "end": time.time(), "tps": last["tokens_per_second"], "nice": os.nice(0),
+                      "tokens_per_cpu_s": last["tokens_seen"] / (time.process_time() - cpu0)}))
 
 
-def measure_ratio(repeats: int, max_tokens: int) -> dict:
-    plain, tune_side, ratios = [], [], []
+def start_plain(max_tokens: int, nice: int) -> subprocess.Popen:
+    """A plain run in a fresh process at CPU priority ``nice`` (OMP_NUM_THREADS=1, as Ray sets for a trial)."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "tune_overhead.py"), "--plain-child",
+           "--max-tokens", str(max_tokens)]
+    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: os.nice(nice))
+
+
+def finish_plain(proc: subprocess.Popen) -> dict:
+    out = proc.communicate()[0]
+    if proc.returncode:
+        raise RuntimeError(f"plain child failed ({proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def worker_niceness() -> int:
+    import ray
+
+    return ray.get(ray.remote(num_cpus=0)(lambda: os.nice(0)).remote())
+
+
+def measure_ratio(repeats: int, max_tokens: int, nice: int) -> dict:
+    """Per side: tokens/s (the product's figure) and tokens per CPU-second of the trial's process."""
+    sides = {"tune": [], "plain": [], "plain_nice0": []}
+    per_cpu = {"tune": [], "plain": []}
+    busy = []
     for r in range(repeats):
-        opts = sweep_options("overhead", trials=1, max_tokens=max_tokens, reuse=True)
-        sides = ["plain", "tune"] if r % 2 == 0 else ["tune", "plain"]
-        got = {}
-        for side in sides:
-            if side == "plain":
-                got[side] = plain_tps(opts)
+        order = list(sides)[r % 3:] + list(sides)[:r % 3]
+        for side in order:
+            busy.append(common.wait_quiet())
+            if side == "tune":
+                (trial,) = probed_sweep(sweep_options("overhead", trials=1, max_tokens=max_tokens, reuse=True)).values()
+                sides[side].append(trial["tps"])
+                per_cpu[side].append(trial["tokens"] / trial["cpu_s"])
             else:
-                (trial,) = probed_sweep(opts).values()
-                got[side] = trial["tps"]
-        plain.append(got["plain"])
-        tune_side.append(got["tune"])
-        ratios.append(got["tune"] / got["plain"])
-        print(f"{stamp()} repeat {r}: plain {got['plain']:.0f} tok/s, in Tune {got['tune']:.0f} tok/s, "
-              f"ratio {ratios[-1]:.3f} (load {common.loadavg()})", flush=True)
-    return {"plain_tps": plain, "tune_tps": tune_side, "ratios": ratios}
+                got = finish_plain(start_plain(max_tokens, nice if side == "plain" else 0))
+                sides[side].append(got["tps"])
+                if side == "plain":
+                    per_cpu[side].append(got["tokens_per_cpu_s"])
+        print(f"{stamp()} repeat {r}: in Tune {sides['tune'][-1]:.0f} tok/s, plain at nice {nice} "
+              f"{sides['plain'][-1]:.0f}, plain at nice 0 {sides['plain_nice0'][-1]:.0f} "
+              f"(cores busy before each: {busy[-3:]})", flush=True)
+    return {**{f"{k}_tps": v for k, v in sides.items()}, "busy_before": busy,
+            "ratios": [t / p for t, p in zip(sides["tune"], sides["plain"])],
+            "cpu_ratios": [t / p for t, p in zip(per_cpu["tune"], per_cpu["plain"])],
+            "nice_ratios": [p0 / p for p0, p in zip(sides["plain_nice0"], sides["plain"])]}
 
 
 def measure_fixed_cost(repeats: int, trials: int) -> dict:
     out = {}
     for r in range(repeats):
         for reuse in ((True, False) if r % 2 == 0 else (False, True)):
+            common.wait_quiet()
             recs = list(probed_sweep(sweep_options("fixed", trials=trials, max_tokens=2048, reuse=reuse)).values())
             d = out.setdefault("reuse" if reuse else "no_reuse",
                                {"launch_s": [], "build_s": [], "total_s": [], "step_s": []})
@@ -110,22 +149,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one short repeat of each measurement")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--max-tokens", type=int, default=None)
+    ap.add_argument("--plain-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    repeats, max_tokens = (1, 5120) if args.quick else (args.repeats, 20480)
+    max_tokens = args.max_tokens or (5120 if args.quick else 15360)
+    if args.plain_child:
+        return plain_child(max_tokens)
+    repeats = 1 if args.quick else args.repeats
     start_probed_ray(PROBE_LOG)
-    ratio = measure_ratio(repeats, max_tokens)
+    nice = worker_niceness()
+    ratio = measure_ratio(repeats, max_tokens, nice)
     fixed = measure_fixed_cost(1 if args.quick else 2, 3 if args.quick else 4)
-    print(f"plain pretrain   {spread(ratio['plain_tps'])} tok/s")
-    print(f"one-trial sweep  {spread(ratio['tune_tps'])} tok/s")
+    print(f"one-trial sweep         {spread(ratio['tune_tps'])} tok/s (Ray worker at nice {nice})")
+    print(f"plain pretrain, nice {nice:<2} {spread(ratio['plain_tps'])} tok/s")
+    print(f"plain pretrain, nice 0  {spread(ratio['plain_nice0_tps'])} tok/s")
+    print(f"priority effect (plain nice 0 / nice {nice}) {spread(ratio['nice_ratios'])}")
+    print(f"tokens per CPU-second, in Tune / plain {spread(ratio['cpu_ratios'])} (Run build included on both sides)")
     print(f"tune_overhead_ratio {spread(ratio['ratios'])}  (goal >= 0.97)")
     for key, d in fixed.items():
         print(f"fixed cost per trial, {key:8}: {spread(d['total_s'])} s = launch {median(d['launch_s']):.2f} s "
               f"+ Run build and first step {median(d['build_s']):.2f} s (a later step takes {median(d['step_s']):.2f} s)")
     record({"tune_overhead_ratio": round(median(ratio["ratios"]), 4),
+            "tune_overhead_cpu_ratio": round(median(ratio["cpu_ratios"]), 4),
             "trial_fixed_cost_s_reuse": round(median(fixed["reuse"]["total_s"]), 3),
             "trial_fixed_cost_s_no_reuse": round(median(fixed["no_reuse"]["total_s"]), 3)},
-           {"quick": args.quick, "model": "tiny", "max_tokens": max_tokens, **ratio, "fixed_cost": fixed,
-            "loadavg_end": common.loadavg()})
+           {"quick": args.quick, "model": "tiny", "max_tokens": max_tokens, "worker_nice": nice, **ratio,
+            "fixed_cost": fixed, "loadavg_end": common.loadavg()})
 
 
 if __name__ == "__main__":

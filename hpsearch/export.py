@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from hpsearch import results as res
-from trainables.atomic import atomic_write_text
+from trainables.files import atomic_write_text
 from trainables.config import PretrainConfig
 from trainables.errors import SweepError
 

@@ -19,7 +19,6 @@ trial is the ranked one with the lowest best_val_loss.
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 import warnings
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hpsearch import results
 from trainables.errors import SweepError
 
 RANKED_STATUSES = ("completed", "early-stopped")
@@ -40,7 +40,6 @@ EDGE_FRACTION = 0.05
 """A continuous axis' best value within 5% of either end of its range (log space for loguniform)."""
 FAILURE_THRESHOLD = 0.2
 """More than 20% diverged or errored trials: the space is too wide or the code has a bug."""
-REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss")
 
 Log = Callable[[str], None]
 
@@ -58,41 +57,6 @@ class Check:
 
 
 # -- reading the sweep ------------------------------------------------------------------------
-def read_sweep(sweep_dir: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame | None]:
-    """(sweep.json, trials table, curves table or None) of a sweep directory; SweepError if unusable."""
-    d = Path(sweep_dir)
-    if not d.is_dir():
-        raise SweepError(f"sweep directory {d} does not exist; pass the name or path of a sweep "
-                         "written by `hpsearch sweep`")
-    trials_path, meta_path, curves_path = d / "trials.parquet", d / "sweep.json", d / "curves.parquet"
-    if not trials_path.is_file():
-        raise SweepError(f"{trials_path} does not exist; the sweep has no finished trials yet, "
-                         "run it to completion with `hpsearch sweep` first")
-    if not meta_path.is_file():
-        raise SweepError(f"{meta_path} does not exist; the directory was not written by "
-                         "`hpsearch sweep` (rerun the sweep to recreate it)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SweepError(f"{meta_path}: not valid JSON ({exc}); restore it or rerun the sweep") from None
-    if not isinstance(meta, dict) or not isinstance(meta.get("space"), dict):
-        raise SweepError(f"{meta_path}: expected an object with a 'space' key; rerun the sweep")
-    trials = _read_parquet(trials_path)
-    missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
-    if missing:
-        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; rerun the sweep")
-    curves = _read_parquet(curves_path) if curves_path.is_file() else None
-    return meta, trials, curves
-
-
-def _read_parquet(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
-        raise SweepError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc}); "
-                         "rerun the sweep to rewrite it") from None
-
-
 def space_axes(meta: dict) -> dict[str, tuple[str, list]]:
     """{axis: (dist, args)} from sweep.json's space, e.g. {"peak_lr": ("loguniform", [1e-4, 1e-2])}."""
     out = {}
@@ -442,7 +406,8 @@ def summary_line(trials: pd.DataFrame) -> str:
 def write_report(sweep_dir: Path, *, reruns: int = 0, top_k: int = 5, log: Log | None = print) -> Path:
     """Write ``sweep_dir/report/`` (PNG plots + index.html) and return the index.html path."""
     sweep_dir = Path(sweep_dir)
-    meta, trials, curves = read_sweep(sweep_dir)
+    trials, curves, meta = results.load(sweep_dir)
+    curves = curves if len(curves) else None
     ranked = ranked_trials(trials)
     if not len(ranked):
         raise SweepError(f"{sweep_dir / 'trials.parquet'}: no completed or early-stopped trial has a "

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.atomic import atomic_write
+from trainables.files import atomic_write
 from trainables.errors import SweepError
 
 STATUSES = ("completed", "early-stopped", "diverged", "errored", "skipped-invalid")
 RANKED = ("completed", "early-stopped")
 CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
+REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s")
 METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_train_loss",
                   "tokens_seen", "steps", "wall_time_s", "cpus", "gpus", "error"]
 
@@ -98,21 +99,36 @@ def save(sweep_dir: Path, trials: pd.DataFrame, curves: pd.DataFrame) -> None:
 
 
 def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(trials, curves, meta) of a finished sweep directory."""
-    sweep_dir = Path(sweep_dir)
-    file = sweep_dir / "trials.parquet"
-    if not file.is_file():
-        if not sweep_dir.is_dir():
-            raise SweepError(f"no sweep at {sweep_dir}; list sweeps with `ls {sweep_dir.parent}` "
-                             "or run `hpsearch sweep --name NAME`")
-        raise SweepError(f"{sweep_dir} has no trials.parquet (the sweep did not finish); "
-                         f"finish it with `hpsearch sweep --name {sweep_dir.name} --resume`")
-    trials = pd.read_parquet(file)
-    curves_file = sweep_dir / "curves.parquet"
-    curves = pd.read_parquet(curves_file) if curves_file.is_file() else pd.DataFrame(columns=CURVE_COLUMNS)
-    meta_file = sweep_dir / "sweep.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    """(trials, curves, meta) of a finished sweep directory; SweepError naming the file if unusable."""
+    d = Path(sweep_dir)
+    trials_path, meta_path, curves_path = d / "trials.parquet", d / "sweep.json", d / "curves.parquet"
+    if not d.is_dir():
+        raise SweepError(f"no sweep at {d}; list sweeps with `ls {d.parent}` or run `hpsearch sweep --name NAME`")
+    if not trials_path.is_file():
+        raise SweepError(f"{d} has no trials.parquet (the sweep did not finish); "
+                         f"finish it with `hpsearch sweep --name {d.name} --resume`")
+    if not meta_path.is_file():
+        raise SweepError(f"{meta_path} does not exist; the directory was not written by `hpsearch sweep`")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SweepError(f"{meta_path}: not valid JSON ({exc}); restore it or rerun the sweep") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("space"), dict):
+        raise SweepError(f"{meta_path}: expected an object with a 'space' key; rerun the sweep")
+    trials = _read_parquet(trials_path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
+    if missing:
+        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; rerun the sweep")
+    curves = _read_parquet(curves_path) if curves_path.is_file() else pd.DataFrame(columns=CURVE_COLUMNS)
     return trials, curves, meta
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
+        raise SweepError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc}); "
+                         "rerun the sweep to rewrite it") from None
 
 
 # -- views ----------------------------------------------------------------------------------------

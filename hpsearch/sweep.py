@@ -24,7 +24,7 @@ import pandas as pd
 from hpsearch import results as res
 from hpsearch.searchers import MODES
 from search_spaces import Space, get_space, parse_space
-from trainables.atomic import atomic_write_text
+from trainables.files import atomic_write_text
 from trainables.config import DataArgs, EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_tokens
 from trainables.errors import SweepError, did_you_mean

@@ -24,6 +24,7 @@ import yaml
 from search_spaces.checks import coerce, parse_axis, unknown_name
 from search_spaces.dists import DISTS, MODES, Choice, Dist, Grid, IntRange, LogUniform, Uniform, plain
 from trainables.config import AXES
+from trainables.files import read_yaml
 from trainables.errors import SpaceError, did_you_mean
 
 BUILTIN = "built-in"
@@ -103,14 +104,8 @@ def _s(count: int) -> str:
 def load_space(path: str | Path) -> Space:
     """Read a space from a YAML file (safe loader); ``name`` defaults to the file's stem."""
     p = Path(path)
-    if not p.is_file():
-        raise SpaceError(f"{p}: no such search-space file; pass an existing YAML file "
-                         "or a built-in name (see `hpsearch spaces`)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise SpaceError(f"{p}: not valid YAML ({first}); fix the syntax") from None
+    raw = read_yaml(p, error=SpaceError,
+                    missing="pass an existing YAML space file or a built-in name (see `hpsearch spaces`)")
     if isinstance(raw, dict):
         raw = {"name": p.stem, **raw}
     return parse_space(raw, str(p))

@@ -14,7 +14,7 @@ import yaml
 
 from hpsearch.cli import main
 from hpsearch.sweep import SweepOptions, run_sweep
-from trainables.atomic import atomic_write_text
+from trainables.files import atomic_write_text
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -97,7 +97,7 @@ def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path):
         tmp.write_text("train: {pea")  # half written
         raise Boom
 
-    from trainables.atomic import atomic_write
+    from trainables.files import atomic_write
 
     with pytest.raises(Boom):
         atomic_write(target, failing)

@@ -268,13 +268,13 @@ def test_importance_needs_two_ranked_trials():
 
 # -- errors ------------------------------------------------------------------------------------
 def test_missing_sweep_dir_raises_sweep_error(tmp_path):
-    with pytest.raises(SweepError, match="does not exist"):
+    with pytest.raises(SweepError, match="no sweep at"):
         write_report(tmp_path / "nope", log=None)
 
 
 def test_missing_trials_parquet_raises_sweep_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SweepError, match="trials.parquet does not exist"):
+    with pytest.raises(SweepError, match="has no trials.parquet .the sweep did not finish"):
         write_report(tmp_path / "empty", log=None)
 
 

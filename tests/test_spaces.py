@@ -242,7 +242,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(SpaceError, match="no such search-space file"):
+    with pytest.raises(SpaceError, match="nope.yaml does not exist; pass an existing YAML space file"):
         get_space(str(tmp_path / "nope.yaml"))
 
 

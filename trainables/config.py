@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from trainables.errors import ConfigError, did_you_mean
+from trainables.files import read_yaml
 from trainables.model import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
 
 
@@ -236,12 +237,5 @@ AXES: dict[str, str] = {
 def load_config(path: str | os.PathLike) -> PretrainConfig:
     """Read a pretraining config from YAML (safe loader), with errors that name the file."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist; pass a YAML file "
-                          "(e.g. one written by `hpsearch export`)")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(f"{p}: not valid YAML ({first}); fix the syntax") from None
+    raw = read_yaml(p, error=ConfigError, missing="pass a YAML config file (e.g. one written by `hpsearch export`)")
     return PretrainConfig.from_dict(raw, source=str(p))

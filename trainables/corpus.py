@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.atomic import atomic_write
+from trainables.files import atomic_write
 from trainables.errors import DataError
 
 EMBEDDED = "embedded:pydoc_data.topics"

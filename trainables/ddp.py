@@ -149,7 +149,8 @@ def _train_worker(cfg: dict) -> None:
     device = ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    config = PretrainConfig.from_dict(cfg["base"], source="sweep base config").with_hparams(cfg["hparams"], source="trial")
+    config = PretrainConfig.from_dict(cfg["base"], source="sweep base config")
+    config = config.with_hparams(cfg["hparams"], source="trial")
     config = replace(config, train=replace(config.train, device=str(device)))
     run = Run(config, ray.get(cfg["tokens"]), source=cfg["source"])
     checkpoint = ray.train.get_checkpoint()

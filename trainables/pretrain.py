@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainables.atomic import atomic_write, atomic_write_text
+from trainables.files import atomic_write, atomic_write_text
 from trainables.config import PretrainConfig
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError
