@@ -112,6 +112,9 @@ def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
     g.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     g.add_argument("--max-concurrent", type=int, help="most trials at once (default: as resources allow)")
+    g.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false", default=None,
+                   help="a fresh worker process per trial (default: reuse one; a reused worker keeps its "
+                        "node and GPU, so trials may not spread)")
     g.add_argument("--address", help="an existing Ray cluster (e.g. auto or HOST:6379); default: local Ray")
     g.add_argument("--storage", help="trial checkpoints/state: a directory all nodes reach or an fsspec URI")
     g.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
@@ -182,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     register_sweep_commands(sub)
+    from hpsearch.cluster import register_cluster_commands
+
+    register_cluster_commands(sub)
     return parser
 
 

@@ -127,8 +127,10 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
         return
     if address:
         check_reachable(address)
-        try:
-            ray.init(address=address, logging_level="WARNING")
+        from hpsearch.cluster import driver_runtime_env
+
+        try:  # ship the project: trials on every node run this code
+            ray.init(address=address, runtime_env=driver_runtime_env(), logging_level="WARNING")
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SweepError(f"--address {address}: no Ray cluster answered ({first[:200]}); start one with "
@@ -138,7 +140,9 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
     if dashboard and dashboard_host not in ("127.0.0.1", "localhost"):
         log(f"WARNING: the Ray dashboard will listen on {dashboard_host}: anyone who can reach it and has "
             "the cluster token can run code on this machine. Ray's token auth is its only protection.")
-    ctx = ray.init(include_dashboard=dashboard, dashboard_host=dashboard_host if dashboard else "127.0.0.1",
+    # address="local": always a fresh Ray of our own; a bare ray.init() would join any cluster that
+    # someone started with `ray start` on this machine
+    ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host if dashboard else "127.0.0.1",
                    _node_ip_address="127.0.0.1", logging_level="WARNING")
     if dashboard and getattr(ctx, "dashboard_url", None):
         log(f"Ray dashboard: http://{ctx.dashboard_url}")
@@ -164,6 +168,17 @@ def check_resources(cpus: float, gpus: float) -> None:
     if cpus <= 0 or gpus < 0:
         raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g} and {gpus:g}")
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if gpus > 1:  # data-parallel: one worker per GPU (with cpus/N CPUs), on any nodes
+        from trainables.ddp import ddp_workers
+
+        n = ddp_workers(gpus)
+        placeable = sum(min(int(r.get("GPU", 0)), int(r.get("CPU", 0) // (cpus / n))) for r in nodes)
+        if placeable < n:
+            raise SweepError(
+                f"a data-parallel trial needs {n} workers of 1 GPU + {cpus / n:g} CPU, but the cluster can "
+                f"place only {placeable} (GPUs: {sum(r.get('GPU', 0) for r in nodes):g} in all); lower "
+                "--gpus-per-trial or add GPU nodes")
+        return
     if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
         most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
         most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
@@ -309,12 +324,28 @@ def _make_tuner(opts, name, sweep_dir, tune_dir, param_space, base, tokens, sour
     from hpsearch.searchers import make_search
     from trainables.tune_trainable import METRIC, train_trial
 
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, base=base.to_dict(), tokens=tokens, cpus_per_trial=opts.cpus_per_trial,
-                             checkpoint_every=opts.checkpoint_every, source=source,
-                             fault_at_step=opts.fault_at_step),
-        {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},  # CPUs always reserved, GPUs too
-    )
+    max_concurrent = opts.max_concurrent
+    if opts.gpus_per_trial > 1:  # data-parallel: the trial drives a TorchTrainer of one worker per GPU
+        import ray
+
+        from trainables.ddp import DRIVER_CPUS, ddp_workers, train_trial_ddp
+
+        n = ddp_workers(opts.gpus_per_trial)
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial_ddp, base=base.to_dict(), tokens=tokens, num_workers=n,
+                                 storage_path=tune_dir, cpus_per_trial=opts.cpus_per_trial,
+                                 checkpoint_every=opts.checkpoint_every, source=source,
+                                 max_failures=opts.max_failures, fault_at_step=opts.fault_at_step),
+            {"cpu": DRIVER_CPUS},  # the workers hold the GPUs; Tune cannot see them, so cap concurrency
+        )
+        max_concurrent = max_concurrent or max(1, int(ray.cluster_resources().get("GPU", 0)) // n)
+    else:
+        trainable = tune.with_resources(
+            tune.with_parameters(train_trial, base=base.to_dict(), tokens=tokens, cpus_per_trial=opts.cpus_per_trial,
+                                 checkpoint_every=opts.checkpoint_every, source=source,
+                                 fault_at_step=opts.fault_at_step),
+            {"cpu": opts.cpus_per_trial, "gpu": opts.gpus_per_trial},  # CPUs always reserved, GPUs too
+        )
     if opts.resume:
         if not tune.Tuner.can_restore(tune_dir):
             raise SweepError(f"--resume: {tune_dir} holds no Tune state (the sweep never started trials); "
@@ -324,13 +355,13 @@ def _make_tuner(opts, name, sweep_dir, tune_dir, param_space, base, tokens, sour
                                   resume_errored=False, restart_errored=False)
     search, scheduler = make_search(opts.mode, seed=opts.seed, study_name=name, sweep_dir=sweep_dir,
                                     max_t=max_t, grace_tokens=opts.grace_tokens,
-                                    reduction_factor=opts.reduction_factor, max_concurrent=opts.max_concurrent)
+                                    reduction_factor=opts.reduction_factor, max_concurrent=max_concurrent)
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="min", search_alg=search, scheduler=scheduler, num_samples=num_samples,
-            max_concurrent_trials=None if opts.mode in ("grid", "random") else opts.max_concurrent,
+            max_concurrent_trials=None if opts.mode in ("grid", "random") else max_concurrent,
             reuse_actors=opts.reuse_actors,
         ),
         run_config=tune.RunConfig(

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 
@@ -29,6 +31,16 @@ from trainables.pretrain import Run
 METRIC = "best_val_loss"
 
 
+def placement() -> dict:
+    """Where this trial runs, in every report: node, the GPU ids Ray gave it, what CUDA sees.
+
+    With fake GPUs (``ray start --num-gpus``) the trial trains on CPU but still records its ids.
+    """
+    return {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+            "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
 def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial: float = 1.0,
                 checkpoint_every: int = 1, source: str = "corpus", fault_at_step: int = 0) -> None:
     """Tune entry point. ``config`` holds the trial's hyperparameters by bare name.
@@ -37,6 +49,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
     checkpoint raises at its first evaluation at or after that step.
     """
     torch.set_num_threads(max(1, int(cpus_per_trial)))  # pin torch to the CPUs Ray reserved
+    where = placement()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report
     try:
         cfg = PretrainConfig.from_dict(base, source="sweep base config").with_hparams(config, source="trial")
@@ -44,7 +57,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
     except (ConfigError, DataError) as exc:
         tune.report({METRIC: math.inf, "val_loss": math.inf, "train_loss": math.inf, "tokens_seen": 0,
                      "step": 0, "epoch": 0.0, "lr": 0.0, "hp_status": "skipped-invalid",
-                     "training_complete": True, "message": str(exc)})
+                     "training_complete": True, "message": str(exc), **where})
         return
 
     checkpoint = tune.get_checkpoint()
@@ -58,7 +71,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
         nonlocal evals_since_checkpoint
         evals_since_checkpoint += 1
         report = {**metrics, "hp_status": "completed" if metrics["training_complete"] else "running",
-                  "message": ""}
+                  "message": "", "device": str(run.device), **where}
         if fault_at_step and metrics["step"] >= fault_at_step and checkpoint is None:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
         if metrics["training_complete"] or evals_since_checkpoint >= checkpoint_every:
@@ -78,4 +91,5 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
             "tokens_seen": summary.tokens_seen, "step": summary.steps,
             "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
             "hp_status": "diverged", "training_complete": True, "message": summary.message,
+            "device": str(run.device), **where,
         })
