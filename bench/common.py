@@ -82,23 +82,32 @@ def machine() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def record(figures: dict, details: dict) -> None:
-    """Merge ``figures`` (top-level keys) into bench/results.json; ``details`` go under runs[<script>]."""
+def record(figures: dict, details: dict, *, quick: bool = False, tag: str = "") -> None:
+    """Merge ``figures`` (top-level keys) into bench/results.json; ``details`` go under runs[<script><tag>].
+
+    A --quick run only checks that a script works, and a tagged run (a candidate change) is no
+    product figure: their figures go under runs[...]["figures"] and never replace the measured ones.
+    """
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for key in FIGURES:
         data.setdefault(key, None)
-    data.update(figures)
+    if not quick and not tag:
+        data.update(figures)
     script = Path(sys.argv[0]).name
-    data.setdefault("runs", {})[script] = {
+    runs = data.setdefault("runs", {})
+    runs[script + (" --quick" if quick else "") + tag] = {
         "command": shlex.join(["python", f"bench/{script}", *sys.argv[1:]]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),
+        "figures": figures,
         **details,
     }
+    data["runs"] = dict(sorted(runs.items()))
     tmp = RESULTS.with_name(f".results.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
     os.replace(tmp, RESULTS)
-    print(f"updated {RESULTS.relative_to(REPO)}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
+    where = "runs only" if quick or tag else RESULTS.relative_to(REPO)
+    print(f"recorded in {where}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
 
 def stamp() -> str:

@@ -83,7 +83,7 @@ def main() -> None:
            {"quick": args.quick, "trials": n, "concurrency": c, "model": "tiny", "max_tokens": max_tokens,
             "efficiency": eff, "plain_efficiency": plain_eff, "tps_alone": alone, "tps_concurrent": together,
             "cpu_per_wall_concurrent": cpu_use, "trial_threads": got["concurrent"]["threads"], "busy_before": busy,
-            "loadavg_end": common.loadavg()})
+            "loadavg_end": common.loadavg()}, quick=args.quick)
 
 
 if __name__ == "__main__":

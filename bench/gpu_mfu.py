@@ -131,7 +131,7 @@ def main() -> None:
     best = max(results.values(), key=lambda r: r["tokens_per_s"])
     record({"gpu_mfu": None if best["mfu"] is None else round(best["mfu"], 4),
             "gpu_tokens_per_s_gpt2_124m": round(best["tokens_per_s"]), "gpu_sharing_ratio_4x0.25": round(share["sharing_ratio"], 3)},
-           {"quick": args.quick, "device": name, "peak_flops": peak, **results, "sharing": share})
+           {"quick": args.quick, "device": name, "peak_flops": peak, **results, "sharing": share}, quick=args.quick)
 
 
 if __name__ == "__main__":

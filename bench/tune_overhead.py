@@ -174,7 +174,7 @@ def main() -> None:
             "trial_fixed_cost_s_reuse": round(median(fixed["reuse"]["total_s"]), 3),
             "trial_fixed_cost_s_no_reuse": round(median(fixed["no_reuse"]["total_s"]), 3)},
            {"quick": args.quick, "model": "tiny", "max_tokens": max_tokens, "worker_nice": nice, **ratio,
-            "fixed_cost": fixed, "loadavg_end": common.loadavg()})
+            "fixed_cost": fixed, "loadavg_end": common.loadavg()}, quick=args.quick)
 
 
 if __name__ == "__main__":
