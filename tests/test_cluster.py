@@ -251,6 +251,7 @@ class Cluster:
     env: dict         # what a client of this cluster needs: RAY_AUTH_MODE=token, RAY_AUTH_TOKEN
     tmp: Path
     storage: Path     # the "shared" storage every node reaches
+    procs: list       # [head, worker] `ray start --block` processes
 
 
 _COUNT_ALIVE = """import json, sys, urllib.request as u
@@ -334,7 +335,7 @@ def cluster(netns):
                                       stderr=subprocess.STDOUT, start_new_session=True))
         _wait(lambda: _alive_nodes(netns, dashboard, token) >= 2, 90, "worker node", procs, tmp / "worker.log")
         print(f"two-node cluster up in {time.monotonic() - t0:.0f} s: gcs 127.0.0.1:{gcs}, dashboard {dashboard}")
-        yield Cluster(netns, f"127.0.0.1:{gcs}", dashboard, token, env, tmp, tmp / "shared")
+        yield Cluster(netns, f"127.0.0.1:{gcs}", dashboard, token, env, tmp, tmp / "shared", procs)
     finally:
         t1 = time.monotonic()
         _stop(list(reversed(procs)))
@@ -463,3 +464,36 @@ def test_impossible_requests_fail_fast_on_the_cluster(cluster, args, expect):
     proc, _ = cluster_sweep(cluster, f"never-{len(expect)}", "--smoke-test", *args, timeout=120)
     assert proc.returncode == 2 and expect in proc.stderr, explain(proc)
     assert time.monotonic() - t0 < 60
+
+
+# -- last: it kills the worker node ----------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_dead_worker_node_costs_no_trial(cluster):
+    """SIGKILL the worker node while it trains; its trials are retried on the head, from checkpoints."""
+    name = "nodedeath"
+    cmd = [sys.executable, "-m", "hpsearch.cli", "sweep", "--address", cluster.gcs, "--name", name,
+           "--storage", str(cluster.storage), "--results-dir", str(cluster.tmp / "results"),
+           "--space", "smoke", "--mode", "grid", "--model", "nano", "--max-tokens-per-trial", "8192",
+           "--eval-freq", "4", "--eval-iter", "1", "--checkpoint-every", "1", "--max-failures", "3",
+           "--no-reuse-actors"]
+    log = cluster.tmp / "nodedeath.log"
+    with open(log, "w") as f:
+        driver = subprocess.Popen(in_netns(cluster.ns, cmd), env=cluster.env, cwd=ROOT, stdout=f,
+                                  stderr=subprocess.STDOUT)
+    tune_dir = cluster.storage / name
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # until trials report from both nodes
+        nodes = {rows[-1].get("node_id") for rows in trial_reports(tune_dir)} if tune_dir.exists() else set()
+        if len(nodes) >= 2 or driver.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert driver.poll() is None and len(nodes) >= 2, f"no trial ran on the worker:\n{log.read_text()[-2000:]}"
+    t_kill = time.monotonic()
+    os.killpg(cluster.procs[1].pid, signal.SIGKILL)  # the worker node and everything it runs
+    rc = driver.wait(timeout=420)
+    print(f"worker killed; sweep finished {time.monotonic() - t_kill:.0f} s later")
+    assert rc == 0, log.read_text()[-3000:]
+    table = pd.read_parquet(cluster.tmp / "results" / name / "trials.parquet")
+    assert len(table) == 4 and (table["status"] == "completed").all(), table[["trial_id", "status", "error"]]
+    assert (table["tokens_seen"] == 8192).all()
