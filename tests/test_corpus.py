@@ -108,3 +108,19 @@ def test_one_bad_file_in_a_directory_is_named_not_dropped(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"\xff\xfe broken")
     with pytest.raises(DataError, match="bad.txt is not valid UTF-8"):
         read_documents(tmp_path)
+
+
+def test_an_edited_corpus_is_never_served_stale_tokens(tmp_path):
+    import os
+
+    f = tmp_path / "c.txt"
+    f.write_text("first version of the text " * 20)
+    first = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
+    assert load_tokens(f, cache_dir=tmp_path / "cache", log=None).from_cache  # warm: from the index
+    f.write_text("second version, longer, of the text " * 20)
+    edited = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
+    assert not edited.from_cache and edited.key != first.key
+    assert get_tokenizer().decode(edited.tokens[:3].tolist()).startswith("second")
+    os.utime(f, ns=(1, 1))  # touched, same content: read and hashed again, tokens reused
+    touched = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
+    assert touched.from_cache and touched.key == edited.key

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.files import atomic_write
+from trainables.files import atomic_write, atomic_write_text
 from trainables.errors import DataError
 
 EMBEDDED = "embedded:pydoc_data.topics"
@@ -63,27 +64,35 @@ def get_tokenizer():
 
 # -- reading ------------------------------------------------------------------------------------
 
+def corpus_files(path: str | os.PathLike | None, pattern: str = "**/*.txt") -> list[Path]:
+    """The files a corpus is read from, in a stable order; DataError if there are none."""
+    if path is None:
+        import pydoc_data.topics
+
+        return [Path(pydoc_data.topics.__file__)]
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"corpus path {p} does not exist; pass a text file or a directory of text files "
+                        "(or leave data.path empty for the embedded corpus)")
+    if not p.is_dir():
+        return [p]
+    files = sorted(f for f in p.glob(pattern) if f.is_file() and not _hidden(f.relative_to(p)))
+    if not files:
+        raise DataError(f"directory {p} has no files matching '{pattern}'; add text files "
+                        "or set data.pattern (e.g. '**/*.md')")
+    return files
+
+
 def read_documents(path: str | os.PathLike | None, pattern: str = "**/*.txt") -> list[tuple[str, str]]:
     """(name, text) for every document of the corpus, in a stable order; bad input raises DataError."""
     if path is None:
         from pydoc_data.topics import topics
 
         return [(f"pydoc_data.topics[{k}]", topics[k]) for k in sorted(topics)]
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"corpus path {p} does not exist; pass a text file or a directory of text files "
-                        "(or leave data.path empty for the embedded corpus)")
-    if p.is_dir():
-        files = sorted(f for f in p.glob(pattern) if f.is_file() and not _hidden(f.relative_to(p)))
-        if not files:
-            raise DataError(f"directory {p} has no files matching '{pattern}'; add text files "
-                            "or set data.pattern (e.g. '**/*.md')")
-    else:
-        files = [p]
-    docs = [(str(f), _read_text(f)) for f in files]
+    docs = [(str(f), _read_text(f)) for f in corpus_files(path, pattern)]
     if not any(text.strip() for _, text in docs):
         what = "file" if len(docs) == 1 else f"all {len(docs)} files"
-        raise DataError(f"corpus {p}: {what} empty or whitespace only; add text to train on")
+        raise DataError(f"corpus {Path(path).expanduser()}: {what} empty or whitespace only; add text to train on")
     return [(name, text) for name, text in docs if text.strip()]
 
 
@@ -192,36 +201,67 @@ def load_tokens(
     cache_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = print,
 ) -> TokenCorpus:
-    """The corpus's token ids, tokenized on first use and memory-mapped from the cache after."""
+    """The corpus's token ids, tokenized on first use and memory-mapped from the cache after.
+
+    A warm load reads no text: an index maps the corpus files' paths, sizes and mtimes to the
+    content key of their tokens. Any change to a file (size or mtime) sends the load down the cold
+    path, which reads, hashes and, for new content, tokenizes.
+    """
     t0 = time.perf_counter()
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    source = EMBEDDED if path is None else str(Path(path).expanduser().resolve())
+    index = cache / "index" / f"{stat_key(corpus_files(path, pattern), source, pattern)}.json"
+    try:
+        entry = json.loads(index.read_text())
+        hit = _open_cache(cache / "tokens" / f"{entry['key']}.npy")
+        if hit is not None:
+            return TokenCorpus(hit, entry["key"], source, entry["n_documents"], cache / "tokens" / f"{entry['key']}.npy",
+                               True, time.perf_counter() - t0)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no entry yet, or a damaged one: the cold path below rewrites it
+
     docs = read_documents(path, pattern)
     key = corpus_key(docs)
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     cache_file = cache / "tokens" / f"{key}.npy"
-    source = EMBEDDED if path is None else str(Path(path).expanduser().resolve())
-    if cache_file.is_file():
-        try:
-            tokens = np.load(cache_file, mmap_mode="r", allow_pickle=False)
-            if tokens.dtype == np.uint16 and tokens.ndim == 1 and len(tokens):
-                return TokenCorpus(tokens, key, source, len(docs), cache_file, True, time.perf_counter() - t0)
-        except (ValueError, OSError):
-            pass  # a damaged cache entry is rebuilt below
-    if log:
-        mb = sum(len(t) for _, t in docs) / 1e6
-        log(f"tokenizing {source}: {len(docs)} document(s), {mb:.1f} M characters ...")
-    tokens = tokenize_documents(docs)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tokens = _open_cache(cache_file)
+    from_cache = tokens is not None
+    if tokens is None:
+        if log:
+            mb = sum(len(t) for _, t in docs) / 1e6
+            log(f"tokenizing {source}: {len(docs)} document(s), {mb:.1f} M characters ...")
+        fresh = tokenize_documents(docs)
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as fh:
-            np.save(fh, tokens, allow_pickle=False)
+        def write(tmp: Path) -> None:
+            with tmp.open("wb") as fh:
+                np.save(fh, fresh, allow_pickle=False)
 
-    atomic_write(cache_file, write)
-    tokens = np.load(cache_file, mmap_mode="r", allow_pickle=False)
+        atomic_write(cache_file, write)
+        tokens = _open_cache(cache_file)
+    index.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(index, json.dumps({"key": key, "n_documents": len(docs), "source": source}))
     seconds = time.perf_counter() - t0
-    if log:
+    if log and not from_cache:
         log(f"{len(tokens):,} tokens cached in {cache_file} ({seconds:.1f} s)")
-    return TokenCorpus(tokens, key, source, len(docs), cache_file, False, seconds)
+    return TokenCorpus(tokens, key, source, len(docs), cache_file, from_cache, seconds)
+
+
+def stat_key(files: list[Path], source: str, pattern: str) -> str:
+    """Key of the corpus's file list with each file's size and mtime: cheap to compute, no reading."""
+    h = hashlib.sha256(f"{TOKENIZER}/{CACHE_FORMAT}/{source}/{pattern}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:32]
+
+
+def _open_cache(cache_file: Path) -> np.ndarray | None:
+    """The memory-mapped token array, or None if the file is missing or not a token array."""
+    try:
+        tokens = np.load(cache_file, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return tokens if tokens.dtype == np.uint16 and tokens.ndim == 1 and len(tokens) else None
 
 
 # -- windows and batches ------------------------------------------------------------------------
