@@ -126,6 +126,17 @@ def test_normalize_address_needs_one(monkeypatch):
     assert normalize_address(None) == "http://h:8265"
 
 
+@pytest.fixture
+def fresh_token_cache():
+    """Ray caches the token process-wide; a test's fake token must not outlive the test (the next
+    in-process ray.init would present it to its own GCS)."""
+    from ray._raylet import AuthenticationTokenLoader
+
+    yield
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+@pytest.mark.usefixtures("fresh_token_cache")
 def test_token_goes_to_loopback_or_when_asked_never_elsewhere_unasked(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_TOKEN", "t0k")
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
