@@ -29,13 +29,18 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-def start_ray(num_cpus: int = 2, **runtime_env) -> None:
-    """A private local Ray on 2 CPUs (others run their own Ray on this machine)."""
+def start_ray(num_cpus: int = 2, worker_nice: int | None = None, **runtime_env) -> None:
+    """A private local Ray on 2 CPUs (others run their own Ray on this machine).
+
+    ``worker_nice``: the CPU priority of Ray's workers (Ray's default is nice 15: on a shared machine
+    every normal-priority process then takes the CPU from a trial first); None keeps Ray's default.
+    """
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", runtime_env=runtime_env or None)
+                 logging_level="WARNING", runtime_env=runtime_env or None,
+                 _system_config=None if worker_nice is None else {"worker_niceness": worker_nice})
 
 
 def median(values) -> float:

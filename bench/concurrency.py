@@ -5,12 +5,13 @@ same N trials run C at a time). A trial's time is `train_trial` entry -> exit (p
 the first entry -> the last exit, so launch gaps count against concurrency. The serial and the
 concurrent sweep alternate, order flipped each repeat; the figure is the median over repeats.
 
-Diagnostics printed beside it: each trial's in-loop tokens/s alone vs concurrent, its CPU seconds per
+Ray's workers run at nice 0 here (Ray's default, 15, lets any other process on this shared machine
+take their CPU first; --worker-nice 15 restores it). Diagnostics printed beside it: each trial's in-loop tokens/s alone vs concurrent, its CPU seconds per
 wall second (> 1 would mean threads beyond the one CPU reserved), the torch/OMP thread settings it
 saw, and the same pairing without Ray (two plain `pretrain()` processes vs one, at the trials' CPU
 priority) as the ceiling that cores and memory bandwidth allow.
 
-    python bench/concurrency.py [--quick] [--repeats 3] [--trials 4] [--concurrency 2]
+    python bench/concurrency.py [--quick] [--repeats 3] [--trials 4] [--concurrency 2] [--worker-nice 0]
 """
 
 from __future__ import annotations
@@ -50,10 +51,12 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=4)
     ap.add_argument("--concurrency", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=None)
+    ap.add_argument("--worker-nice", type=int, default=0,
+                    help="CPU priority of Ray's workers (Ray's default: 15); plain runs get the same")
     args = ap.parse_args()
     max_tokens = args.max_tokens or (4096 if args.quick else 10240)
     repeats, n, c = (1 if args.quick else args.repeats), args.trials, args.concurrency
-    start_probed_ray(PROBE_LOG)
+    start_probed_ray(PROBE_LOG, worker_nice=args.worker_nice)
     nice = worker_niceness()
     eff, plain_eff, alone, together, cpu_use, busy = [], [], [], [], [], []
     for r in range(repeats):

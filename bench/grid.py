@@ -5,14 +5,13 @@ configuration (so a replay can feed ASHA the same intermediate losses). Built wi
 grid sweep (`run_sweep`, 2 trials of 1 CPU at a time), one chunk per peak_lr value; the CSV is
 rewritten after each chunk, so an interrupted build resumes where it stopped.
 
-    python bench/grid.py            # the full grid (64 configurations, ~15 min on 2 idle cores)
+    python bench/grid.py            # the full grid: 64 configurations, ~12 min on 2 quiet cores
     python bench/grid.py --quick    # 2 configurations into /tmp, to check the script runs
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import time
 
 import common  # noqa: F401  (environment first)

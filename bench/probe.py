@@ -76,7 +76,7 @@ def setup() -> None:
     tt.train_trial = probed_train_trial
 
 
-def start_probed_ray(log_file: Path, num_cpus: int = 2) -> None:
+def start_probed_ray(log_file: Path, num_cpus: int = 2, worker_nice: int | None = None) -> None:
     from common import start_ray
 
     import sys
@@ -86,7 +86,7 @@ def start_probed_ray(log_file: Path, num_cpus: int = 2) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     os.environ[LOG_ENV] = str(log_file)
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import bench/
-    start_ray(num_cpus, worker_process_setup_hook=setup, env_vars={LOG_ENV: str(log_file)})
+    start_ray(num_cpus, worker_nice, worker_process_setup_hook=setup, env_vars={LOG_ENV: str(log_file)})
 
 
 def events(log_file: Path, since: float = 0.0) -> list[dict]:

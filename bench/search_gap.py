@@ -15,8 +15,8 @@ search_gap_at_10pct = (best val loss found - grid best) / grid best, median over
 at 10 %. Also printed: quasi-random, the 5 % and 20 % budgets, and the expected gap of uniform random
 sampling of whole trials (exact, from the grid) as the baseline.
 
-    python bench/search_gap.py [--quick] [--seeds 0 1 2] [--verify]
-    python bench/search_gap.py --variant index --budgets 0.1 --seeds 0 1 2 3 4 5 6 7 8 9
+    python bench/search_gap.py [--quick] [--seeds 0 1 2 ...] [--verify]    # default: seeds 0-9, ~25 min
+    python bench/search_gap.py --variant index --budgets 0.1                # a candidate change
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import common
 import numpy as np
 import pandas as pd
 
-from common import RUNS_DIR, median, record, stamp
+from common import RUNS_DIR, record, stamp
 from grid import AXES, EVAL_FREQ, EVAL_ITER, FIXED, GRID_CSV, MAX_TOKENS, MODEL
 
 FRACTIONS = (0.05, 0.10, 0.20)
@@ -174,11 +174,12 @@ def verify_determinism(curves: dict) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one seed, 10 %% budget only")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--verify", action="store_true", help="also re-train one grid point (~30 s of CPU)")
     ap.add_argument("--variant", choices=VARIANTS, default="product",
                     help="a candidate change to how the product searches (recorded apart from the figure)")
     ap.add_argument("--budgets", type=float, nargs="+", default=list(FRACTIONS))
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     args = ap.parse_args()
     curves, best, total = load_grid()
     grid_best = float(best.min())
@@ -192,7 +193,7 @@ def main() -> None:
     rows = []
     for seed in seeds:
         for frac in fractions:
-            for mode in MODES:
+            for mode in args.modes:
                 t0 = time.perf_counter()
                 got = run_search(mode, seed, int(frac * total), curves, args.variant)
                 rows.append({"mode": mode, "seed": seed, "budget": frac, "gap": got["best"] / grid_best - 1.0,
