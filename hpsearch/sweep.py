@@ -142,7 +142,8 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
             "the cluster token can run code on this machine. Ray's token auth is its only protection.")
     # address="local": always a fresh Ray of our own; a bare ray.init() would join any cluster that
     # someone started with `ray start` on this machine
-    ctx = ray.init(address="local", include_dashboard=dashboard, dashboard_host=dashboard_host if dashboard else "127.0.0.1",
+    ctx = ray.init(address="local", include_dashboard=dashboard,
+                   dashboard_host=dashboard_host if dashboard else "127.0.0.1",
                    _node_ip_address="127.0.0.1", logging_level="WARNING")
     if dashboard and getattr(ctx, "dashboard_url", None):
         log(f"Ray dashboard: http://{ctx.dashboard_url}")
