@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import time
 from contextlib import nullcontext
 
@@ -91,6 +92,7 @@ def measure_sharing(quick: bool) -> dict:
                             results_dir=str(RUNS_DIR), dashboard=False, verbose=0)
         t0 = time.time()
         run_sweep(opts, log=lambda line: None)
+        shutil.rmtree(RUNS_DIR / opts.name, ignore_errors=True)
         recs = list(per_trial(events(log, since=t0)).values())
         span = max(r["exit"] for r in recs) - min(r["first_step"] for r in recs)
         out[n] = sum(r["tokens"] for r in recs) / span

@@ -12,6 +12,7 @@ rewritten after each chunk, so an interrupted build resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 
 import common  # noqa: F401  (environment first)
@@ -50,6 +51,7 @@ def run_chunk(lr: float, axes: dict, tag: str, max_tokens: int) -> pd.DataFrame:
                         cpus_per_trial=1.0, max_concurrent=2, results_dir=str(RUNS_DIR), dashboard=False,
                         verbose=0)
     out = run_sweep(opts, log=lambda line: None)
+    shutil.rmtree(RUNS_DIR / opts.name, ignore_errors=True)  # the CSV keeps what matters
     trials = out.trials.assign(peak_lr=lr)
     rows = out.curves.merge(trials[["trial_id", "status", *axes]], on="trial_id")
     return rows[COLUMNS]

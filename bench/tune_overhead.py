@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -59,6 +60,7 @@ def probed_sweep(opts) -> dict[str, dict]:
 
     t0 = time.time()
     run_sweep(opts, log=lambda line: None)
+    shutil.rmtree(Path(opts.results_dir) / opts.name, ignore_errors=True)  # checkpoints: ~80 MB a trial
     trials = per_trial(events(Path(os.environ[LOG_ENV]), since=t0))
     return dict(sorted(trials.items(), key=lambda kv: kv[1]["enter"]))
 

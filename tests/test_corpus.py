@@ -124,3 +124,17 @@ def test_an_edited_corpus_is_never_served_stale_tokens(tmp_path):
     os.utime(f, ns=(1, 1))  # touched, same content: read and hashed again, tokens reused
     touched = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
     assert touched.from_cache and touched.key == edited.key
+
+
+def test_same_size_text_with_the_old_mtime_is_not_served_stale(tmp_path):
+    import os
+
+    f = tmp_path / "c.txt"
+    f.write_text("alpha beta gamma " * 20)
+    before = f.stat()
+    first = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
+    f.write_text("gamma beta alpha " * 20)  # same size
+    os.utime(f, ns=(before.st_atime_ns, before.st_mtime_ns))  # what `cp -p` does: the old mtime
+    again = load_tokens(f, cache_dir=tmp_path / "cache", log=None)
+    assert again.key != first.key
+    assert get_tokenizer().decode(again.tokens[:6].tolist()).startswith("gamma beta")

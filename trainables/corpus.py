@@ -203,8 +203,8 @@ def load_tokens(
 ) -> TokenCorpus:
     """The corpus's token ids, tokenized on first use and memory-mapped from the cache after.
 
-    A warm load reads no text: an index maps the corpus files' paths, sizes and mtimes to the
-    content key of their tokens. Any change to a file (size or mtime) sends the load down the cold
+    A warm load reads no text: an index maps the corpus files' paths and stat data (size, mtime, ctime, inode) to the
+    content key of their tokens. Any change to a file's stat data sends the load down the cold
     path, which reads, hashes and, for new content, tokenizes.
     """
     t0 = time.perf_counter()
@@ -247,11 +247,14 @@ def load_tokens(
 
 
 def stat_key(files: list[Path], source: str, pattern: str) -> str:
-    """Key of the corpus's file list with each file's size and mtime: cheap to compute, no reading."""
+    """Key of the corpus's file list with each file's size, mtime, ctime and inode: one stat, no reading.
+
+    ctime and inode catch what size and mtime alone miss, e.g. ``cp -p`` of same-size text over a file.
+    """
     h = hashlib.sha256(f"{TOKENIZER}/{CACHE_FORMAT}/{source}/{pattern}".encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
     return h.hexdigest()[:32]
 
 
