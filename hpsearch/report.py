@@ -68,10 +68,8 @@ def space_axes(meta: dict) -> dict[str, tuple[str, list]]:
 
 
 def ranked_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """Completed and early-stopped trials with a finite best_val_loss, best first."""
-    loss = pd.to_numeric(trials["best_val_loss"], errors="coerce")
-    ok = trials["status"].isin(RANKED_STATUSES) & np.isfinite(loss.to_numpy(dtype=float))
-    return trials[ok].sort_values("best_val_loss", kind="stable")
+    """Completed and early-stopped trials with a finite best_val_loss, best first (see results.ranked)."""
+    return results.ranked(trials)
 
 
 # -- checks -----------------------------------------------------------------------------------

@@ -134,7 +134,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 # -- views ----------------------------------------------------------------------------------------
 
 def ranked(trials: pd.DataFrame) -> pd.DataFrame:
-    ok = trials[trials["status"].isin(RANKED) & trials["best_val_loss"].map(lambda v: math.isfinite(v))]
+    """Completed and early-stopped trials with a finite best_val_loss, best first (ties by trial id)."""
+    loss = pd.to_numeric(trials["best_val_loss"], errors="coerce").to_numpy(dtype=float)
+    ok = trials[trials["status"].isin(RANKED) & np.isfinite(loss)]
     return ok.sort_values(["best_val_loss", "trial_id"], kind="stable")
 
 

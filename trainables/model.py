@@ -164,7 +164,3 @@ def count_params(cfg: GPTConfig) -> int:
     mlp = C * 4 * C + 4 * C + 4 * C * C + C
     block = attn + mlp + 4 * C  # two LayerNorms
     return V * C + cfg.context_len * C + L * block + 2 * C + C * V
-
-
-def config_dict(cfg: GPTConfig) -> dict:
-    return asdict(cfg)
