@@ -90,7 +90,7 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    from hpsearch.searchers import MODES
+    from search_spaces import MODES
 
     g = p.add_argument_group("what to search")
     g.add_argument("--space", help="built-in space (see `hpsearch spaces`) or a YAML space file (default: demo)")

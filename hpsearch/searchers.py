@@ -24,7 +24,6 @@ from ray.tune.search.optuna import OptunaSearch
 
 from trainables.tune_trainable import METRIC
 
-MODES = ("grid", "optuna-asha", "random", "quasi-random")
 
 
 class StatusAwareOptunaSearch(OptunaSearch):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch import results as res
-from hpsearch.searchers import MODES
+from search_spaces import MODES
 from search_spaces import Space, get_space, parse_space
 from trainables.files import atomic_write_text
 from trainables.config import DataArgs, EvalArgs, PretrainConfig, load_config

@@ -9,13 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
+from trainables.config import plain
+
 MODES = ("grid", "random", "optuna-asha", "quasi-random")
 """Search modes a space converts for: grid enumerates; the others sample."""
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars -> Python scalars, so YAML and Tune see plain values."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, (str, list, dict)) else value
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,3 @@ def embedded_tokens():
     from trainables.corpus import load_tokens
 
     return load_tokens(None, log=None).tokens
-
-
-def nano_config(**train):
-    """A config that trains in a second or two on one CPU core."""
-    from trainables.config import PretrainConfig
-
-    base = {"batch_size": 4, "max_tokens": 128 * 12, "peak_lr": 5e-3, "initial_lr": 1e-5,
-            "min_lr": 1e-5, "warmup_steps": 2, "seed": 7}
-    return PretrainConfig.from_dict({
-        "model": {"preset": "nano"},
-        "train": {**base, **train},
-        "eval": {"eval_freq": 4, "eval_iter": 2},
-    })

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import nano_config
+from helpers import nano_config
 
 from hpsearch.cli import main
 

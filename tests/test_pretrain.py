@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import nano_config
+from helpers import nano_config
 
 from hpsearch.cli import main
 from trainables.config import PretrainConfig, load_config

@@ -148,7 +148,7 @@ class PretrainConfig:
             )
         sections: dict[str, dict[str, Any]] = {}
         for name, value in values.items():
-            sections.setdefault(AXES[name], {})[name] = _plain(value)
+            sections.setdefault(AXES[name], {})[name] = plain(value)
         return replace(self, **{s: replace(getattr(self, s), **kv) for s, kv in sections.items()})
 
     # -- files ------------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class PretrainConfig:
             for key in body:
                 if key not in allowed:
                     problems.append(f"unknown key '{section}.{key}'{did_you_mean(str(key), allowed)}")
-            parts[section] = {k: _plain(v) for k, v in body.items() if k in allowed}
+            parts[section] = {k: plain(v) for k, v in body.items() if k in allowed}
         if problems:
             raise ConfigError(f"{source}: " + "; ".join(problems))
         model = dict(parts["model"])
@@ -213,8 +213,8 @@ def lr_order_problems(initial_lr: float, peak_lr: float, min_lr: float) -> list[
     return out
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars (from search spaces) -> Python scalars, so configs serialize cleanly."""
+def plain(value: Any) -> Any:
+    """numpy scalars (from search spaces, pandas) -> Python scalars, so configs and YAML serialize cleanly."""
     return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict, str)) else value
 
 

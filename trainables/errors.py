@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class HPSearchError(Exception):
@@ -39,3 +40,16 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def first_line(text: Any, *, limit: int = 300) -> str:
+    """The first non-empty line of ``text`` (an exception or a string), at most ``limit`` characters.
+
+    For an exception without a message, its type name. Never format an unbounded user value into an
+    error message: pass it through here.
+    """
+    if isinstance(text, BaseException):
+        body = str(text).strip()
+        return (body.splitlines()[0] if body else type(text).__name__)[:limit]
+    body = str(text).strip()
+    return body.splitlines()[0][:limit] if body else ""
