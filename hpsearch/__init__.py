@@ -6,7 +6,12 @@ best trial (:mod:`hpsearch.export`), the report (:mod:`hpsearch.report`), cluste
 only by the functions that need it.
 """
 
+from importlib.metadata import PackageNotFoundError, version
+
 from trainables.errors import HPSearchError, SweepError
 
-__all__ = ["HPSearchError", "SweepError"]
-__version__ = "0.1.0"
+__all__ = ["HPSearchError", "SweepError", "__version__"]
+try:  # one source of truth: pyproject.toml's version, as installed
+    __version__ = version("hpsearch")
+except PackageNotFoundError:  # a source tree on sys.path without `pip install`
+    __version__ = "0+unknown"

@@ -7,6 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+from hpsearch import __version__
+from hpsearch.cluster import register_cluster_commands
+from hpsearch.options import DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, sweep_dir_of
 from trainables.errors import HPSearchError
 
 
@@ -26,17 +29,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     return 0 if summary.status == "completed" else 3
 
 
-def _sweep_options(args: argparse.Namespace):
-    from hpsearch.sweep import SweepOptions
-
-    names = {f for f in SweepOptions.__dataclass_fields__}
-    return SweepOptions(**{k: v for k, v in vars(args).items() if k in names and v is not None})
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     from hpsearch.sweep import run_sweep
 
-    outcome = run_sweep(_sweep_options(args))
+    outcome = run_sweep(SweepOptions.from_namespace(args))
     return 0 if outcome.best is not None else 1
 
 
@@ -51,8 +47,6 @@ def cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _sweep_dir(args: argparse.Namespace) -> Path:
-    from hpsearch.sweep import sweep_dir_of
-
     return sweep_dir_of(args.name, args.results_dir)
 
 
@@ -89,50 +83,11 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sweep_arguments(p: argparse.ArgumentParser) -> None:
-    from search_spaces import MODES
-
-    g = p.add_argument_group("what to search")
-    g.add_argument("--space", help="built-in space (see `hpsearch spaces`) or a YAML space file (default: demo)")
-    g.add_argument("--mode", choices=MODES, help="search strategy (default: optuna-asha)")
-    g.add_argument("--name", help="sweep name; results go to results/NAME (default: SPACE-MODE-TIME)")
-    g.add_argument("--data", help="corpus: a text file or a directory of .txt files (default: embedded corpus)")
-    g.add_argument("--data-pattern", help="glob of the files read from a --data directory (default **/*.txt)")
-    g.add_argument("--model", help="model preset of every trial: tiny, nano, small, gpt2-124m, ... (default tiny)")
-    g.add_argument("--config", help="a pretraining config YAML every trial starts from")
-    g.add_argument("--seed", type=int, help="seed of the search algorithm (default 0)")
-    g = p.add_argument_group("budget and early stopping")
-    g.add_argument("--num-samples", type=int, help="trials to sample (default 12; grid: each point once)")
-    g.add_argument("--max-tokens-per-trial", type=int, help="token budget of each trial")
-    g.add_argument("--grace-tokens", type=int, help="ASHA: tokens before a trial may be stopped")
-    g.add_argument("--reduction-factor", type=float, help="ASHA: keep the best 1/rf at each rung (default 3)")
-    g.add_argument("--eval-freq", type=int, help="evaluate every N steps (default 10)")
-    g.add_argument("--eval-iter", type=int, help="batches per evaluation (default 3)")
-    g = p.add_argument_group("resources and cluster")
-    g.add_argument("--cpus-per-trial", type=float, help="CPUs reserved per trial (default 1)")
-    g.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    g.add_argument("--max-concurrent", type=int, help="most trials at once (default: as resources allow)")
-    g.add_argument("--no-reuse-actors", dest="reuse_actors", action="store_false", default=None,
-                   help="a fresh worker process per trial (default: reuse one; a reused worker keeps its "
-                        "node and GPU, so trials may not spread)")
-    g.add_argument("--address", help="an existing Ray cluster (e.g. auto or HOST:6379); default: local Ray")
-    g.add_argument("--storage", help="trial checkpoints/state: a directory all nodes reach or an fsspec URI")
-    g.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
-                   help="do not start the Ray dashboard")
-    g.add_argument("--dashboard-host", help="dashboard bind address (default 127.0.0.1)")
-    g = p.add_argument_group("faults and resume")
-    g.add_argument("--max-failures", type=int, help="retries of a crashed trial from its checkpoint (default 1)")
-    g.add_argument("--checkpoint-every", type=int, help="checkpoint a trial every N evaluations (default 2)")
-    g.add_argument("--resume", action="store_true", default=None, help="continue the interrupted sweep --name")
-    g.add_argument("--smoke-test", action="store_true", default=None, help="the real loop, tiny, in seconds")
-    g.add_argument("--results-dir", help="where sweeps are written (default ./results)")
-
-
 def register_sweep_commands(sub) -> None:
     p = sub.add_parser("sweep", help="run a hyperparameter sweep (no arguments: the demo)",
                        description="Run a sweep on Ray Tune. With no arguments: the demo, optuna-asha over "
                                    "a small space with the tiny model on the embedded corpus.")
-    _add_sweep_arguments(p)
+    add_sweep_arguments(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("spaces", help="list the search spaces")
@@ -141,7 +96,7 @@ def register_sweep_commands(sub) -> None:
 
     def named(p):
         p.add_argument("name", help="sweep name (a directory under --results-dir)")
-        p.add_argument("--results-dir", default="results", help="where sweeps are written (default ./results)")
+        p.add_argument("--results-dir", default=str(DEFAULT_RESULTS), help="where sweeps are written (default: %(default)s)")
 
     p = sub.add_parser("results", help="leaderboard of a sweep")
     named(p)
@@ -174,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="hpsearch",
         description="Hyperparameter search for GPT-style LLM pretraining on Ray Tune.",
     )
+    parser.add_argument("--version", action="version", version=f"hpsearch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("pretrain", help="run one pretraining run from a YAML config",
@@ -185,8 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pretrain)
 
     register_sweep_commands(sub)
-    from hpsearch.cluster import register_cluster_commands
-
     register_cluster_commands(sub)
     return parser
 

@@ -29,12 +29,10 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
-from trainables.errors import SweepError
+from hpsearch.options import SweepOptions, add_sweep_arguments, sweep_name
+from hpsearch.runtime_env import project_root, project_runtime_env
+from trainables.errors import SweepError, first_line
 
-PACKAGES = ("hpsearch", "trainables", "search_spaces")
-EXCLUDES = [".git", "results/", "bench/data/", ".venv/", "__pycache__/", "*.egg-info/", ".pytest_cache/",
-            "*.pt", "*.parquet"]
-"""Never uploaded with the project: sweep outputs, checkpoints and local environments."""
 DEFAULT_JOB_RESULTS = "~/hpsearch-results"
 """Where a submitted sweep writes results/<name>/ on the head node (~ is the head's home)."""
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -98,15 +96,14 @@ def job_client(address: str | None):
     try:
         return JobSubmissionClient(address, headers=auth_headers(address))
     except AuthenticationError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         which = ("the token sent is not this cluster's" if "Invalid" in first or "Forbidden" in first
                  else "the cluster uses token auth")
         raise SweepError(f"{address} refused the request ({first}); {which}: export RAY_AUTH_MODE=token "
                          "and RAY_AUTH_TOKEN=<token> (or RAY_AUTH_TOKEN_PATH=<file>); `ray get-auth-token` "
                          "on the head prints the token") from None
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SweepError(f"--address {address}: no Ray job server answered ({first[:200]}); pass the "
+        raise SweepError(f"--address {address}: no Ray job server answered ({first_line(exc, limit=200)}); pass the "
                          "dashboard address of the head (http://HEAD:8265) and check it is reachable "
                          "(e.g. through `ssh -L 8265:localhost:8265 HEAD`)") from None
 
@@ -118,47 +115,14 @@ def _job_call(fn, job_id: str, *args):
         text = str(exc)
         if "404" in text or "does not exist" in text:
             raise SweepError(f"no job '{job_id}' on this cluster; `hpsearch jobs --address ...` lists them") from None
-        raise SweepError(f"job '{job_id}': {text.strip().splitlines()[0][:300]}") from None
+        raise SweepError(f"job '{job_id}': {first_line(text)}") from None
 
 
 # -- what a submitted sweep runs -------------------------------------------------------------------
 
-def project_root() -> Path:
-    """The directory holding hpsearch/, trainables/ and search_spaces/ (the editable checkout)."""
-    import hpsearch
-
-    return Path(hpsearch.__file__).resolve().parent.parent
-
-
-def project_runtime_env(env: dict[str, str] | None = None) -> dict:
-    """runtime_env shipping the project: the checkout as working_dir, else the three packages."""
-    root = project_root()
-    env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1", **(env or {})}
-    if all((root / p / "__init__.py").is_file() for p in PACKAGES):
-        return {"working_dir": str(root), "excludes": list(EXCLUDES), "env_vars": env_vars}
-    import importlib
-
-    # installed from a wheel: ship the packages themselves (the driver finds them on sys.path)
-    modules = [str(Path(importlib.import_module(p).__file__).parent) for p in PACKAGES]
-    return {"py_modules": modules, "excludes": list(EXCLUDES), "env_vars": env_vars}
-
-
-def driver_runtime_env() -> dict | None:
-    """runtime_env for a sweep driver joining a running cluster (``ray.init(address=..., runtime_env=...)``).
-
-    Ships the project so trials on every node run the driver's code, not whatever version a node
-    has installed (or none). None inside a submitted job: the job already ships it.
-    """
-    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # set by Ray's job supervisor for the entrypoint
-        return None
-    return project_runtime_env()
-
-
 def _sweep_flags() -> list[argparse.Action]:
-    from hpsearch.cli import _add_sweep_arguments
-
     p = argparse.ArgumentParser(add_help=False)
-    _add_sweep_arguments(p)
+    add_sweep_arguments(p)
     return [a for a in p._actions if a.option_strings]
 
 
@@ -220,13 +184,7 @@ def _is_head_path(value: str) -> bool:
 
 
 def _job_name(args: argparse.Namespace) -> str:
-    from hpsearch.cli import _sweep_options
-    from hpsearch.sweep import _default_name, smoke_options, validate_name
-
-    opts = _sweep_options(args)
-    if opts.smoke_test:
-        opts = smoke_options(opts)
-    return validate_name(opts.name or _default_name(opts))
+    return sweep_name(SweepOptions.from_namespace(args))
 
 
 def _parse_env(pairs: list[str] | None) -> dict[str, str]:
@@ -256,7 +214,7 @@ def submit_sweep(args: argparse.Namespace, *, log=print) -> str:
         job_id = client.submit_job(entrypoint=entrypoint, runtime_env=runtime_env, metadata=metadata,
                                    submission_id=args.job_id)
     except RuntimeError as exc:
-        raise SweepError(f"the cluster refused the job: {str(exc).strip().splitlines()[0][:300]}") from None
+        raise SweepError(f"the cluster refused the job: {first_line(exc)}") from None
     addr = normalize_address(args.address)
     log(f"submitted sweep '{name}' as job {job_id}")
     log(f"  entrypoint: {entrypoint}")
@@ -353,13 +311,11 @@ def _add_address(p: argparse.ArgumentParser) -> None:
 
 def register_cluster_commands(sub) -> None:
     """Add submit, jobs, logs and stop to the ``hpsearch`` subparsers ``sub``."""
-    from hpsearch.cli import _add_sweep_arguments
-
     p = sub.add_parser("submit", help="submit a sweep to a Ray cluster as a Ray Job", conflict_handler="resolve",
                        description="Submit a sweep as a Ray Job: the project is uploaded as the job's "
                                    "working_dir and `hpsearch sweep --address auto` runs on the head node. "
                                    "Takes every `hpsearch sweep` option; --address is the job server here.")
-    _add_sweep_arguments(p)
+    add_sweep_arguments(p)
     g = p.add_argument_group("job")
     _add_address(g)
     g.add_argument("--results-dir", help=f"results directory on the head node, absolute or ~/... "

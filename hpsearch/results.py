@@ -16,9 +16,8 @@ import pandas as pd
 
 from trainables.files import atomic_write
 from trainables.errors import SweepError
+from trainables.status import COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, RANKED, SKIPPED, STATUSES  # noqa: F401
 
-STATUSES = ("completed", "early-stopped", "diverged", "errored", "skipped-invalid")
-RANKED = ("completed", "early-stopped")
 CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
 REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s")
 METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_train_loss",
@@ -27,11 +26,11 @@ METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_t
 
 def trial_status(last: dict, error: object) -> str:
     if error is not None:
-        return "errored"
+        return ERRORED
     status = last.get("hp_status")
-    if status in ("completed", "diverged", "skipped-invalid"):
+    if status in (COMPLETED, DIVERGED, SKIPPED):
         return status
-    return "early-stopped"
+    return EARLY_STOPPED
 
 
 def _error_line(error: object) -> str:

@@ -22,11 +22,24 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.tune_trainable import METRIC
+from trainables.status import COMPLETED, DIVERGED, METRIC, SKIPPED
 
 
 
 class StatusAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna each trial's real outcome (see the module docstring).
+
+    It relies on three private attributes of Ray 2.60's ``OptunaSearch``, because Ray offers no public
+    hook for the state a finished trial is told with:
+
+    - ``_ot_trials``: Tune trial id -> the ``optuna.Trial`` it asked for (to tell the right trial),
+    - ``_ot_study``: the ``optuna.Study`` (to ``tell`` it PRUNED or FAIL instead of COMPLETE),
+    - ``_completed_trials``: ids already told (Optuna raises if a trial is told twice).
+
+    ``tests/test_searchers.py`` pins them: if Ray renames or retypes any, that test fails loudly
+    instead of sweeps silently telling Optuna the wrong thing.
+    """
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)
         if value is None or not math.isfinite(value) or trial_id in self._completed_trials:
@@ -38,9 +51,9 @@ class StatusAwareOptunaSearch(OptunaSearch):
             return
         status = (result or {}).get("hp_status")
         value = (result or {}).get(self.metric)
-        if error or status in ("diverged", "skipped-invalid") or value is None or not math.isfinite(value):
+        if error or status in (DIVERGED, SKIPPED) or value is None or not math.isfinite(value):
             state, value = optuna.trial.TrialState.FAIL, None
-        elif status == "completed":
+        elif status == COMPLETED:
             state = optuna.trial.TrialState.COMPLETE
         else:  # stopped by the scheduler before its run ended
             state, value = optuna.trial.TrialState.PRUNED, None

@@ -157,10 +157,10 @@ def test_shell_path_expands_home_on_the_head_only():
 def test_entrypoint_carries_the_sweep_options():
     import argparse
 
-    from hpsearch.cli import _add_sweep_arguments
+    from hpsearch.options import add_sweep_arguments
 
     p = argparse.ArgumentParser()
-    _add_sweep_arguments(p)
+    add_sweep_arguments(p)
     args = p.parse_args(["--space", "smoke", "--mode", "grid", "--cpus-per-trial", "0.5", "--gpus-per-trial", "1",
                          "--smoke-test", "--no-dashboard", "--storage", "/shared/hp", "--address", "ignored:1"])
     cmd = sweep_entrypoint(args, name="s1", results_dir=DEFAULT_JOB_RESULTS)
@@ -174,10 +174,10 @@ def test_entrypoint_carries_the_sweep_options():
 def test_entrypoint_ships_project_files_by_relative_path():
     import argparse
 
-    from hpsearch.cli import _add_sweep_arguments
+    from hpsearch.options import add_sweep_arguments
 
     p = argparse.ArgumentParser()
-    _add_sweep_arguments(p)
+    add_sweep_arguments(p)
     args = p.parse_args(["--space", str(ROOT / "search_spaces" / "smoke.yaml")])
     assert "--space search_spaces/smoke.yaml" in sweep_entrypoint(args, name="s", results_dir="/r")
     args = p.parse_args(["--storage", "relative/dir"])

@@ -1,0 +1,231 @@
+"""The sweep's options, defined once: the Python API, the CLI and the cluster submitter share them.
+
+Each field of :class:`SweepOptions` carries its help text, its CLI group and its allowed range in
+the field's metadata. :func:`add_sweep_arguments` builds the argparse flags from those fields, so
+`hpsearch sweep --help`, `hpsearch submit --help`, the range checks at parse time (exit 2, one line
+naming the option, the value and the allowed range) and ``SweepOptions(...)`` in Python all read the
+same definition.
+
+    opts = SweepOptions(space="demo", mode="optuna-asha", num_samples=12)   # Python
+    hpsearch sweep --space demo --mode optuna-asha --num-samples 12         # the same, CLI
+
+This module imports nothing of the service, so every other module may import it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from dataclasses import MISSING, dataclass, field, fields, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from search_spaces import MODES
+from trainables.errors import SweepError
+
+DEFAULT_RESULTS = Path("results")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+SEARCH, BUDGET, RESOURCES, FAULTS = "what to search", "budget and early stopping", "resources and cluster", \
+    "faults and resume"
+
+
+def _opt(default: Any, help: str, *, group: str | None = SEARCH, low: float | None = None,
+         low_open: bool = False, high: float | None = None, choices: tuple | None = None,
+         negate: str | None = None, kind: type | None = None) -> Any:
+    """A sweep option: its default, its help, where it shows in ``--help`` and what values it allows.
+
+    ``group=None`` keeps a field out of the CLI (test hooks, settings only the API sets).
+    ``negate`` names a ``--no-...`` flag for a boolean that defaults to True.
+    """
+    return field(default=default, metadata={"help": help, "group": group, "low": low, "low_open": low_open,
+                                            "high": high, "choices": choices, "negate": negate, "kind": kind})
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """Everything that defines a sweep and how it runs."""
+
+    # -- what to search
+    space: str = _opt("demo", "built-in space (see `hpsearch spaces`) or a YAML space file")
+    mode: str = _opt("optuna-asha", "search strategy", choices=MODES)
+    name: str | None = _opt(None, "sweep name: results go to RESULTS_DIR/NAME (default: SPACE-MODE-TIME)")
+    data: str | None = _opt(None, "corpus: a text file or a directory of text files (default: the embedded corpus)")
+    data_pattern: str = _opt("**/*.txt", "glob of the files read from a --data directory")
+    model: str = _opt("tiny", "model preset of every trial: nano, tiny, small, gpt2-124m, ... "
+                              "(ignored when --config gives one)")
+    config: str | None = _opt(None, "a pretraining config YAML every trial starts from (space values override it)")
+    seed: int = _opt(0, "seed of the search algorithm", low=0, kind=int)
+    # -- budget and early stopping
+    num_samples: int | None = _opt(None, "trials to sample (default 12; grid: repeats of each point, default 1)",
+                                   group=BUDGET, low=1, kind=int)
+    max_tokens_per_trial: int | None = _opt(None, "token budget of each trial (caps num_epochs; the LR schedule "
+                                                  "is fitted to it)", group=BUDGET, low=1, kind=int)
+    grace_tokens: int | None = _opt(None, "ASHA: tokens every trial trains before it may be stopped "
+                                          "(default max_t / rf^2)", group=BUDGET, low=1, kind=int)
+    reduction_factor: float = _opt(3.0, "ASHA: keep the best 1/rf of the trials at each rung",
+                                   group=BUDGET, low=1.0, low_open=True, kind=float)
+    eval_freq: int | None = _opt(None, "evaluate every N optimizer steps (default 10)", group=BUDGET, low=1, kind=int)
+    eval_iter: int | None = _opt(None, "batches averaged per evaluation (default 3)", group=BUDGET, low=1, kind=int)
+    # -- resources and cluster
+    cpus_per_trial: float = _opt(1.0, "CPUs reserved per trial (torch uses that many threads)", group=RESOURCES,
+                                 low=0.0, low_open=True, kind=float)
+    gpus_per_trial: float = _opt(0.0, "GPUs per trial: a fraction below 1 shares a GPU; 2 or more trains "
+                                      "data-parallel", group=RESOURCES, low=0.0, kind=float)
+    max_concurrent: int | None = _opt(None, "most trials at once (default: as resources allow)",
+                                      group=RESOURCES, low=1, kind=int)
+    reuse_actors: bool = _opt(True, "a fresh worker process per trial (default: reuse one; a reused worker keeps "
+                                    "its node and GPU, so trials may not spread)", group=RESOURCES,
+                              negate="--no-reuse-actors")
+    address: str | None = _opt(None, "an existing Ray cluster ('auto' or HOST:6379); default: a local Ray on "
+                                     "127.0.0.1", group=RESOURCES)
+    storage: str | None = _opt(None, "where Tune keeps trial checkpoints and state: a directory every node "
+                                     "reaches or an fsspec URI (default: RESULTS_DIR/NAME/tune)", group=RESOURCES)
+    dashboard: bool = _opt(True, "do not start the Ray dashboard", group=RESOURCES, negate="--no-dashboard")
+    dashboard_host: str = _opt("127.0.0.1", "Ray dashboard bind address", group=RESOURCES)
+    # -- faults and resume
+    max_failures: int = _opt(1, "retries of a crashed trial, from its last checkpoint", group=FAULTS, low=0, kind=int)
+    checkpoint_every: int = _opt(2, "checkpoint a trial every N evaluations (and at its end)", group=FAULTS,
+                                 low=1, kind=int)
+    resume: bool = _opt(False, "continue the interrupted sweep --name", group=FAULTS)
+    smoke_test: bool = _opt(False, "the real loop on the nano model and a tiny budget, in seconds", group=FAULTS)
+    results_dir: str = _opt(str(DEFAULT_RESULTS), "where sweeps are written", group=FAULTS)
+    # -- API only
+    verbose: int = _opt(1, "Tune's console verbosity (0-3)", group=None, low=0, high=3, kind=int)
+    fault_at_step: int = _opt(0, "tests only: crash each trial once at this step", group=None, low=0, kind=int)
+
+    def __post_init__(self):
+        problems = [p for f in fields(self) if (p := range_problem(f, getattr(self, f.name)))]
+        if self.name is not None and (not NAME_RE.match(self.name) or ".." in self.name):
+            problems.append(name_problem(self.name))
+        if problems:
+            raise SweepError("; ".join(problems))
+
+    @classmethod
+    def from_namespace(cls, args: argparse.Namespace, **overrides) -> SweepOptions:
+        """The options an argparse namespace holds (flags left out keep their defaults)."""
+        names = {f.name for f in fields(cls)}
+        given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+        return cls(**{**given, **overrides})
+
+    @classmethod
+    def from_record(cls, saved: dict[str, Any], **overrides) -> SweepOptions:
+        """Options from a sweep.json record (keys this version does not know are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in saved.items() if k in names}, **overrides})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def name_problem(name: str) -> str:
+    return (f"sweep name {name[:100]!r} is not allowed: use 1-100 letters, digits, '.', '_' and '-' "
+            "(no path separators or '..'), e.g. --name lr-sweep-1")
+
+
+def range_problem(f, value: Any) -> str | None:
+    """'--flag VALUE: must be ...' when ``value`` breaks field ``f``'s range or choices, else None."""
+    m = f.metadata
+    if value is None:
+        return None
+    if m["choices"] and value not in m["choices"]:
+        return f"{flag(f.name)} {str(value)[:100]!r}: choose one of {', '.join(m['choices'])}"
+    kind = m["kind"]
+    if kind is None:
+        return None
+    ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value))
+    if not ok_type or not math.isfinite(value):
+        return f"{flag(f.name)} {str(value)[:100]!r}: must be {'an integer' if kind is int else 'a finite number'}"
+    low, high = m["low"], m["high"]
+    if (low is not None and (value < low or (m["low_open"] and value == low))) or (high is not None and value > high):
+        return f"{flag(f.name)} {value:g}: must be {describe_range(f)}"
+    return None
+
+
+def describe_range(f) -> str:
+    m = f.metadata
+    low, high = m["low"], m["high"]
+    if low is not None and high is not None:
+        return f"between {low:g} and {high:g}"
+    if low is not None:
+        return f"{'>' if m['low_open'] else '>='} {low:g}"
+    return f"<= {high:g}"
+
+
+def _parser_type(f):
+    """An argparse ``type=`` that parses the value and checks the field's range at parse time."""
+    kind = f.metadata["kind"]
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text[:100]!r} is not {'an integer' if kind is int else 'a number'}") from None
+        problem = range_problem(f, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem.split(": ", 1)[1] + f", got {value:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per CLI field of :class:`SweepOptions`, grouped as in ``--help``, defaults shown.
+
+    Every flag defaults to None (or leaves a boolean unset), so an omitted flag keeps the dataclass
+    default and a forwarded command line (cluster submit) carries only what the user typed.
+    """
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in fields(SweepOptions):
+        m = f.metadata
+        if m["group"] is None:
+            continue
+        g = groups.get(m["group"]) or groups.setdefault(m["group"], parser.add_argument_group(m["group"]))
+        default = f.default if f.default is not MISSING else None
+        shown = "" if default in (None, False, True) else f" (default: {default})"
+        if m["negate"]:
+            g.add_argument(m["negate"], dest=f.name, action="store_false", default=None, help=m["help"])
+        elif f.type in ("bool", bool):
+            g.add_argument(flag(f.name), dest=f.name, action="store_true", default=None, help=m["help"])
+        else:
+            kw: dict[str, Any] = {"dest": f.name, "default": None, "help": m["help"] + shown}
+            if m["choices"]:
+                kw["choices"] = m["choices"]
+            if m["kind"] is not None:
+                kw["type"] = _parser_type(f)
+                kw["metavar"] = "N" if m["kind"] is int else "X"
+            g.add_argument(flag(f.name), **kw)
+
+
+def smoke_options(opts: SweepOptions) -> SweepOptions:
+    """--smoke-test: the real loop on the smallest model and budget, in well under a minute."""
+    return replace(opts, space="smoke" if opts.space == "demo" else opts.space,
+                   mode="grid" if opts.space == "demo" else opts.mode, model="nano",
+                   max_tokens_per_trial=opts.max_tokens_per_trial or 2048,
+                   num_samples=opts.num_samples or (1 if opts.mode == "grid" or opts.space == "demo" else 4),
+                   eval_freq=opts.eval_freq or 4, eval_iter=opts.eval_iter or 1)
+
+
+def validate_name(name: str) -> str:
+    if not NAME_RE.match(name) or ".." in name:
+        raise SweepError(name_problem(name))
+    return name
+
+
+def sweep_name(opts: SweepOptions) -> str:
+    """The sweep's name: ``--name``, else SPACE-MODE-TIME (after --smoke-test's substitutions)."""
+    if opts.smoke_test:
+        opts = smoke_options(opts)
+    if opts.name:
+        return validate_name(opts.name)
+    stem = Path(opts.space).stem if opts.space.endswith((".yaml", ".yml")) else opts.space
+    return validate_name(f"{stem}-{opts.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
+
+
+def sweep_dir_of(name: str, results_dir: str | Path = DEFAULT_RESULTS) -> Path:
+    return (Path(results_dir) / validate_name(name)).resolve()

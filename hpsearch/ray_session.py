@@ -1,0 +1,83 @@
+"""The Ray the sweep runs on: a local one bound to 127.0.0.1, or an existing cluster, checked first.
+
+Ray is imported inside the functions, so importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from hpsearch.runtime_env import driver_runtime_env
+from trainables.errors import SweepError, first_line
+
+
+def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log=print) -> None:
+    """Connect to ``address`` or start a local Ray on 127.0.0.1, unless one is already up."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune warns on every forced state snapshot after a trial checkpoint; with short trials that is
+    # every few seconds and tells the user nothing they can act on
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address:
+        check_reachable(address)
+        try:  # ship the project: trials on every node run this code
+            ray.init(address=address, runtime_env=driver_runtime_env(), logging_level="WARNING")
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise SweepError(f"--address {address}: no Ray cluster answered ({first_line(exc, limit=200)}); start one with "
+                             "`ray start --head` or check the address and RAY_AUTH_MODE=token") from None
+        log(f"connected to the Ray cluster at {address}")
+        return
+    if dashboard and dashboard_host not in ("127.0.0.1", "localhost"):
+        log(f"WARNING: the Ray dashboard will listen on {dashboard_host}: anyone who can reach it and has "
+            "the cluster token can run code on this machine. Ray's token auth is its only protection.")
+    # address="local": always a fresh Ray of our own; a bare ray.init() would join any cluster that
+    # someone started with `ray start` on this machine
+    ctx = ray.init(address="local", include_dashboard=dashboard,
+                   dashboard_host=dashboard_host if dashboard else "127.0.0.1",
+                   _node_ip_address="127.0.0.1", logging_level="WARNING")
+    if dashboard and getattr(ctx, "dashboard_url", None):
+        log(f"Ray dashboard: http://{ctx.dashboard_url}")
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail in seconds when nothing listens at ``address`` (Ray itself waits minutes, then hangs)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"--address {address}: nothing answers there ({exc.__class__.__name__}: "
+                         f"{exc}); start the head with `ray start --head --port PORT` or fix the address") from None
+
+
+def check_resources(cpus: float, gpus: float) -> None:
+    """Fail fast when no node can ever host one trial (instead of trials pending forever)."""
+    import ray
+
+    if cpus <= 0 or gpus < 0:
+        raise SweepError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, got {cpus:g} and {gpus:g}")
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if gpus > 1:  # data-parallel: one worker per GPU (with cpus/N CPUs), on any nodes
+        from trainables.ddp import ddp_workers
+
+        n = ddp_workers(gpus)
+        placeable = sum(min(int(r.get("GPU", 0)), int(r.get("CPU", 0) // (cpus / n))) for r in nodes)
+        if placeable < n:
+            raise SweepError(
+                f"a data-parallel trial needs {n} workers of 1 GPU + {cpus / n:g} CPU, but the cluster can "
+                f"place only {placeable} (GPUs: {sum(r.get('GPU', 0) for r in nodes):g} in all); lower "
+                "--gpus-per-trial or add GPU nodes")
+        return
+    if not any(r.get("CPU", 0) >= cpus and r.get("GPU", 0) >= gpus for r in nodes):
+        most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+        most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
+        raise SweepError(
+            f"no node can run a trial with {cpus:g} CPU(s) and {gpus:g} GPU(s): the largest node has "
+            f"{most_cpu:g} CPUs and {most_gpu:g} GPUs; lower --cpus-per-trial/--gpus-per-trial "
+            "or add a node that has them")
