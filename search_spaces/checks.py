@@ -15,7 +15,7 @@ from search_spaces.dists import DISTS, Dist, IntRange, LogUniform
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import did_you_mean
 
-TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number"}
+TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
 
 
 @cache
@@ -24,7 +24,7 @@ def _defaults() -> dict[str, Any]:
 
 
 def axis_type(axis: str) -> type:
-    """int, float or bool: the type values of ``axis`` must have."""
+    """int, float, bool or str (e.g. parametrization): the type values of ``axis`` must have."""
     default = _defaults()[axis]
     return int if default is None else type(default)
 
@@ -49,6 +49,8 @@ def coerce(axis: str, value: Any) -> Any:
         number = _float(value)
         if number is not None:
             return number
+    elif want is str and isinstance(value, str):
+        return value
     raise ValueError(f"{value!r} is not {TYPE_WORDS[want]}; {axis} takes {_plural(want)}")
 
 
@@ -64,7 +66,7 @@ def _float(value: Any) -> float | None:
 
 
 def _plural(want: type) -> str:
-    return {bool: "booleans", int: "integers", float: "numbers"}[want]
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}[want]
 
 
 def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
@@ -104,6 +106,8 @@ def _parse_range(axis: str, cls: type, args: Any) -> tuple[Dist | None, list[str
     where, want = f"axis '{axis}': {cls.kind}", axis_type(axis)
     if want is bool:
         return None, [f"{where} cannot vary a boolean; use {{grid: [false, true]}} or {{choice: [false, true]}}"]
+    if want is str:
+        return None, [f"{where} cannot draw from a range of strings; list the values: {{grid: [...]}} or {{choice: [...]}}"]
     if want is int and cls is not IntRange:
         return None, [f"{where} draws floats but {axis} takes integers; use {{int: [low, high]}}"]
     if not (isinstance(args, list) and len(args) == 2):
