@@ -11,6 +11,7 @@ from helpers import nano_config
 from hpsearch.cli import main
 from trainables.config import PretrainConfig, load_config
 from trainables.errors import CheckpointError, ConfigError, DataError
+from trainables.model import PRESETS, count_params
 from trainables.pretrain import Run, clip_gradients, lr_at, plan_run, pretrain
 
 
@@ -139,8 +140,9 @@ def test_cli_pretrain_trains_and_refuses_to_overwrite(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "parameters" in printed and "tok/s" in printed and "completed: 12 steps" in printed
-    assert {"checkpoint.pt", "config.yaml", "metrics.json"} <= {p.name for p in out.iterdir()}
+    assert f"model nano: {count_params(PRESETS['nano']):,} parameters on " in printed
+    assert "tok/s" in printed and "completed: 12 steps" in printed
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "config.yaml", "metrics.json"}
     assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main(["pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2

@@ -8,8 +8,8 @@ that starts a ``TorchTrainer`` with N workers of one GPU each. Rank 0's reports 
     global batch  = train.batch_size, as in a 1-GPU trial (the slices are averaged by DDP),
                     so a hyperparameter means the same thing at any N.
 
-Reports carry the metrics, ``hp_status`` rules and token counts of :mod:`trainables.tune_trainable`
-(tokens are counted over all ranks), plus ``ddp_devices``: every rank's ``node_id:gpu``.
+Reports are built by :mod:`trainables.tune_trainable`'s helpers (the same metrics and ``hp_status``
+rules; tokens counted over all ranks), plus ``ddp_devices``: every rank's ``node_id:gpu``.
 Checkpoints live in Ray Train's storage (``<storage>/ddp-<trial id>``): a retried trial, or a
 worker group restarted by Ray Train, resumes from the latest one.
 Without CUDA (fake GPUs from ``ray start --num-gpus``) the workers train on CPU over gloo.
@@ -18,7 +18,6 @@ Without CUDA (fake GPUs from ``ray start --num-gpus``) the workers train on CPU 
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +31,6 @@ from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError
 from trainables.pretrain import Run, plan_run
 
-METRIC = "best_val_loss"
 DRIVER_CPUS = 0.01
 """CPUs the Tune trial itself reserves: it only waits on the trainer (the workers hold the GPUs)."""
 
@@ -43,12 +41,6 @@ def ddp_workers(gpus_per_trial: float) -> int:
         raise ConfigError(f"--gpus-per-trial above 1 runs data-parallel with one worker per GPU, so it must "
                           f"be a whole number >= 2, got {gpus_per_trial:g}; use 1, a fraction below 1, or 2, 3, ...")
     return int(gpus_per_trial)
-
-
-def _skipped(message: str) -> dict:
-    return {METRIC: math.inf, "val_loss": math.inf, "train_loss": math.inf, "tokens_seen": 0, "step": 0,
-            "epoch": 0.0, "lr": 0.0, "hp_status": "skipped-invalid", "training_complete": True,
-            "message": message}
 
 
 def train_trial_ddp(config: dict, *, base: dict, tokens: np.ndarray, num_workers: int, storage_path: str,
@@ -65,6 +57,8 @@ def train_trial_ddp(config: dict, *, base: dict, tokens: np.ndarray, num_workers
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from trainables.tune_trainable import skipped_report
+
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     try:  # the same rule as a 1-GPU trial: combinations that cannot run report once and end
         cfg = PretrainConfig.from_dict(base, source="sweep base config").with_hparams(config, source="trial")
@@ -73,7 +67,7 @@ def train_trial_ddp(config: dict, *, base: dict, tokens: np.ndarray, num_workers
             raise ConfigError(f"train.batch_size {cfg.train.batch_size} cannot be split over {num_workers} "
                               "DDP workers (each needs at least one window per step)")
     except (ConfigError, DataError) as exc:
-        tune.report(_skipped(str(exc)))
+        tune.report(skipped_report(str(exc)))
         return
 
     cpus_per_worker = cpus_per_trial / num_workers
@@ -141,7 +135,7 @@ def _train_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from trainables.tune_trainable import placement
+    from trainables.tune_trainable import diverged_report, eval_report, placement
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -170,10 +164,8 @@ def _train_worker(cfg: dict) -> None:
     def on_eval(metrics: dict, save) -> None:
         nonlocal evals_since_checkpoint
         evals_since_checkpoint += 1
-        report = {**metrics, "tokens_seen": metrics["step"] * tokens_per_step,
-                  "tokens_per_second": metrics["tokens_per_second"] * world,
-                  "hp_status": "completed" if metrics["training_complete"] else "running", "message": "",
-                  **where}
+        report = eval_report({**metrics, "tokens_seen": metrics["step"] * tokens_per_step,
+                              "tokens_per_second": metrics["tokens_per_second"] * world}, run, where)
         if cfg["fault_at_step"] and metrics["step"] >= cfg["fault_at_step"] and checkpoint is None:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
         if metrics["training_complete"] or evals_since_checkpoint >= cfg["checkpoint_every"]:
@@ -187,11 +179,4 @@ def _train_worker(cfg: dict) -> None:
 
     summary = run.train(on_eval=on_eval, log=None)
     if summary.status == "diverged":
-        last = summary.evals[-1] if summary.evals else {}
-        ray.train.report({
-            METRIC: summary.best_val_loss,
-            "val_loss": last.get("val_loss", math.inf), "train_loss": last.get("train_loss", math.inf),
-            "tokens_seen": summary.steps * tokens_per_step, "step": summary.steps,
-            "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
-            "hp_status": "diverged", "training_complete": True, "message": summary.message, **where,
-        })
+        ray.train.report({**diverged_report(summary, run, where), "tokens_seen": summary.steps * tokens_per_step})

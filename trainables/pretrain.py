@@ -1,5 +1,8 @@
 """One pretraining run: tokens -> GPT -> AdamW with warmup + cosine LR and clipping after warmup.
 
+The schedule gives one base LR per step; each AdamW parameter group runs at that LR times its
+``lr_scale`` (1 everywhere under SP; 1/width_mult on μP's hidden matrices, see model.param_groups).
+
 Never imports Ray. Progress leaves through two plain callables, so the same function runs in a
 unit test, inside a Tune trial (which turns each evaluation into ``tune.report``) and as the full
 run of an exported config:
@@ -15,7 +18,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,11 +30,14 @@ import torch.nn.functional as F
 from trainables.files import atomic_write, atomic_write_text
 from trainables.config import PretrainConfig
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
-from trainables.errors import CheckpointError, ConfigError, DataError
-from trainables.model import GPT
+from trainables.errors import CheckpointError, ConfigError, DataError, first_line
+from trainables.model import GPT, GPTConfig, param_groups
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
+SHAPE_KEYS = ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias", "tie_embeddings",
+              "parametrization", "base_width")
+"""Model fields a checkpoint must share with the config it resumes under (shapes, tying, μP's scaling)."""
 
 EvalCallback = Callable[[dict, Callable[[Path], None]], None]
 
@@ -185,8 +191,8 @@ class Run:
         self.train_eval_loader = WindowLoader(train_tok, shuffle=False, drop_last=True, **common)
         self.val_loader = WindowLoader(val_tok, shuffle=False, drop_last=False, **common)
         self.model = GPT(config.model).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.initial_lr,
-                                           weight_decay=t.weight_decay, fused=True if cuda else None)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.initial_lr,
+                                           fused=True if cuda else None)
         if cuda:
             self.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
         else:
@@ -235,20 +241,21 @@ class Run:
         except Exception as exc:  # torch raises many types for damaged files
             raise CheckpointError(f"checkpoint {file} is corrupt or not an hpsearch checkpoint "
                                   f"({type(exc).__name__}); delete it or resume from another") from None
-        saved_model = state.get("config", {}).get("model", {})
+        saved_model = {**asdict(GPTConfig()), **state.get("config", {}).get("model", {})}  # older: defaults
         mine = self.config.to_dict()["model"]
-        shape_keys = ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias")
-        diff = [f"{k}: checkpoint {saved_model.get(k)!r} vs config {mine[k]!r}"
-                for k in shape_keys if saved_model.get(k) != mine[k]]
+        diff = [f"{k}: checkpoint {saved_model[k]!r} vs config {mine[k]!r}"
+                for k in SHAPE_KEYS if saved_model[k] != mine[k]]
         if diff:
             raise CheckpointError(f"checkpoint {file} is from another model shape ({'; '.join(diff)}); "
                                   "resume with the config it was written with")
+        lr_scales = [g["lr_scale"] for g in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"checkpoint {file} does not fit this model ({first})") from None
+            raise CheckpointError(f"checkpoint {file} does not fit this model ({first_line(exc)})") from None
+        for group, lr_scale in zip(self.optimizer.param_groups, lr_scales):
+            group["lr_scale"] = lr_scale  # from the config (checkpoints before μP saved none)
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
         self.best_val_loss, self.best_val_step, self.best_val_tokens = state["best"]
@@ -259,70 +266,91 @@ class Run:
 
     # -- training ------------------------------------------------------------------------------
     def lr(self, step: int) -> float:
+        """The schedule's base LR at ``step``; a parameter group runs at this times its lr_scale."""
         t = self.config.train
         return lr_at(step, warmup_steps=t.warmup_steps, total_steps=self.plan.total_steps,
                      initial_lr=t.initial_lr, peak_lr=t.peak_lr, min_lr=t.min_lr)
 
+    def set_lr(self, step: int) -> float:
+        """Set every group's LR for ``step`` (base LR x the group's lr_scale); returns the base LR."""
+        lr = self.lr(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group["lr_scale"]
+        return lr
+
+    def steps(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(step, x, y) from the current step to the end of the plan, across epochs.
+
+        Epoch e's batches come from ``train_loader.batches(e)``, whose order depends on e only, so a
+        resumed run sees the same batches at the same steps as a straight one.
+        """
+        step, total = self.step, self.plan.total_steps
+        while step < total:
+            epoch, offset = divmod(step, self.plan.batches_per_epoch)
+            for x, y in self.train_loader.batches(epoch, offset):
+                yield step, x, y
+                step += 1
+                if step >= total:
+                    return
+
+    def train_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimizer step on the batch (x, y) at the LRs already set; returns its loss."""
+        t = self.config.train
+        loss = calc_loss_batch(self.model, x, y, self.device, self.autocast)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_gradients(self.model.parameters(), step=step, warmup_steps=t.warmup_steps, max_norm=t.max_norm)
+        self.optimizer.step()
+        return loss.item()
+
     def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
               checkpoint_dir: Path | None = None) -> RunSummary:
-        """Train from the current step to the end of the plan; returns the run's summary."""
-        t, e, plan = self.config.train, self.config.eval, self.plan
-        model, opt = self.model, self.optimizer
-        model.train()
-        status, message = "completed", ""
-        last_train_loss = math.nan
+        """Train from the current step to the end of the plan; returns the run's summary.
+
+        Per step: set the LRs, take the step, stop if the loss is not finite; every eval_freq steps
+        and after the last: evaluate (stop if val loss is not finite), log, checkpoint, report.
+        """
+        e = self.config.eval
+        self.model.train()
+        diverged = ""  # why training stopped early; empty when it completed
         t_start = time.perf_counter()
-        step_tokens_start = self.tokens_seen
-        while self.step < plan.total_steps:
-            epoch, offset = divmod(self.step, plan.batches_per_epoch)
-            for x, y in self.train_loader.batches(epoch, offset):
-                lr = self.lr(self.step)
-                for group in opt.param_groups:
-                    group["lr"] = lr
-                loss = calc_loss_batch(model, x, y, self.device, self.autocast)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                clip_gradients(model.parameters(), step=self.step, warmup_steps=t.warmup_steps,
-                               max_norm=t.max_norm)
-                opt.step()
-                last_train_loss = loss.item()
-                self.step += 1
-                self.tokens_seen += x.numel()
-                if not math.isfinite(last_train_loss):
-                    status = "diverged"
-                    message = f"training loss became {last_train_loss} at step {self.step} (lr {lr:.3g})"
-                    break
-                final = self.step >= plan.total_steps
-                if self.step % e.eval_freq == 0 or final:
-                    metrics = self._evaluate(lr, last_train_loss, t_start, step_tokens_start)
-                    if not math.isfinite(metrics["val_loss"]):
-                        status = "diverged"
-                        message = f"validation loss became {metrics['val_loss']} at step {self.step}"
-                        break
-                    if log:
-                        log(_progress_line(metrics, plan))
-                    if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)):
-                        self.save(checkpoint_dir)
-                    if on_eval is not None:
-                        on_eval({**metrics, "training_complete": final}, self.save)
-                if final:
-                    break
-            if status != "completed":
+        tokens_start = self.tokens_seen
+        for step, x, y in self.steps():
+            lr = self.set_lr(step)
+            train_loss = self.train_step(step, x, y)
+            self.step, self.tokens_seen = step + 1, self.tokens_seen + x.numel()
+            if not math.isfinite(train_loss):
+                diverged = f"training loss became {train_loss} at step {self.step} (lr {lr:.3g})"
                 break
-        seconds = time.perf_counter() - t_start
-        tokens_trained = self.tokens_seen - step_tokens_start
+            final = self.step >= self.plan.total_steps
+            if not (self.step % e.eval_freq == 0 or final):
+                continue
+            metrics = self._evaluate(lr, train_loss, t_start, tokens_start)
+            if not math.isfinite(metrics["val_loss"]):
+                diverged = f"validation loss became {metrics['val_loss']} at step {self.step}"
+                break
+            if log:
+                log(_progress_line(metrics, self.plan))
+            if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)):
+                self.save(checkpoint_dir)
+            if on_eval is not None:
+                on_eval({**metrics, "training_complete": final}, self.save)
+        summary = self._summary("diverged" if diverged else "completed", diverged,
+                                seconds=time.perf_counter() - t_start, tokens=self.tokens_seen - tokens_start)
+        if log and diverged:
+            log(f"diverged: {diverged}; kept the last finite metrics (best val loss {self.best_val_loss:.4f})")
+        return summary
+
+    def _summary(self, status: str, message: str, *, seconds: float, tokens: int) -> RunSummary:
         last = self.evals[-1] if self.evals else {}
-        summary = RunSummary(
+        return RunSummary(
             status=status, steps=self.step, tokens_seen=self.tokens_seen,
             best_val_loss=self.best_val_loss, best_val_step=self.best_val_step,
             best_val_tokens=self.best_val_tokens,
             final_val_loss=last.get("val_loss", math.nan), final_train_loss=last.get("train_loss", math.nan),
-            train_seconds=seconds, tokens_per_second=tokens_trained / seconds if seconds > 0 else 0.0,
-            num_params=self.model.num_params(), plan=asdict(plan), evals=list(self.evals), message=message,
+            train_seconds=seconds, tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+            num_params=self.model.num_params(), plan=asdict(self.plan), evals=list(self.evals), message=message,
         )
-        if log and status == "diverged":
-            log(f"diverged: {message}; kept the last finite metrics (best val loss {self.best_val_loss:.4f})")
-        return summary
 
     def _evaluate(self, lr: float, last_train_loss: float, t_start: float, tokens_start: int) -> dict:
         e = self.config.eval

@@ -9,6 +9,9 @@ through ``tune.with_parameters``, so trials never re-tokenize. Every report carr
 ``skipped-invalid`` is the documented rule for combinations that cannot run (``min_lr > peak_lr``,
 ``initial_lr > peak_lr``, warmup not shorter than the run, a batch larger than the data): the trial
 reports once, with ``best_val_loss = inf`` and the reason in ``message``, and ends without training.
+
+The reports themselves are built by :func:`skipped_report`, :func:`eval_report` and
+:func:`diverged_report`, shared with the data-parallel trials of :mod:`trainables.ddp`.
 """
 
 from __future__ import annotations
@@ -26,9 +29,8 @@ from ray import tune
 
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError
-from trainables.pretrain import Run
-
-METRIC = "best_val_loss"
+from trainables.pretrain import Run, RunSummary
+from trainables.status import COMPLETED, DIVERGED, METRIC, RUNNING, SKIPPED
 
 
 def placement() -> dict:
@@ -39,6 +41,32 @@ def placement() -> dict:
     return {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
             "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+def skipped_report(message: str) -> dict:
+    """The one report of a trial whose combination cannot run: no training, loss inf, the reason."""
+    return {METRIC: math.inf, "val_loss": math.inf, "train_loss": math.inf, "tokens_seen": 0, "step": 0,
+            "epoch": 0.0, "lr": 0.0, "hp_status": SKIPPED, "training_complete": True,
+            "message": message}
+
+
+def eval_report(metrics: dict, run: Run, where: dict) -> dict:
+    """The report of one evaluation: running, or completed at the last step."""
+    return {**metrics, "hp_status": COMPLETED if metrics["training_complete"] else RUNNING,
+            "message": "", "device": str(run.device), **where}
+
+
+def diverged_report(summary: RunSummary, run: Run, where: dict) -> dict:
+    """The last report of a run that diverged: its last finite metrics and why it stopped."""
+    last = summary.evals[-1] if summary.evals else {}
+    return {
+        METRIC: summary.best_val_loss,  # last finite value (inf if it never evaluated)
+        "val_loss": last.get("val_loss", math.inf), "train_loss": last.get("train_loss", math.inf),
+        "tokens_seen": summary.tokens_seen, "step": summary.steps,
+        "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
+        "hp_status": DIVERGED, "training_complete": True, "message": summary.message,
+        "device": str(run.device), **where,
+    }
 
 
 def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial: float = 1.0,
@@ -55,9 +83,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
         cfg = PretrainConfig.from_dict(base, source="sweep base config").with_hparams(config, source="trial")
         run = Run(cfg, tokens, source=source)
     except (ConfigError, DataError) as exc:
-        tune.report({METRIC: math.inf, "val_loss": math.inf, "train_loss": math.inf, "tokens_seen": 0,
-                     "step": 0, "epoch": 0.0, "lr": 0.0, "hp_status": "skipped-invalid",
-                     "training_complete": True, "message": str(exc), **where})
+        tune.report({**skipped_report(str(exc)), **where})
         return
 
     checkpoint = tune.get_checkpoint()
@@ -70,8 +96,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
     def on_eval(metrics: dict, save) -> None:
         nonlocal evals_since_checkpoint
         evals_since_checkpoint += 1
-        report = {**metrics, "hp_status": "completed" if metrics["training_complete"] else "running",
-                  "message": "", "device": str(run.device), **where}
+        report = eval_report(metrics, run, where)
         if fault_at_step and metrics["step"] >= fault_at_step and checkpoint is None:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
         if metrics["training_complete"] or evals_since_checkpoint >= checkpoint_every:
@@ -84,12 +109,4 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
 
     summary = run.train(on_eval=on_eval, log=None)
     if summary.status == "diverged":
-        last = summary.evals[-1] if summary.evals else {}
-        tune.report({
-            METRIC: summary.best_val_loss,  # last finite value (inf if it never evaluated)
-            "val_loss": last.get("val_loss", math.inf), "train_loss": last.get("train_loss", math.inf),
-            "tokens_seen": summary.tokens_seen, "step": summary.steps,
-            "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
-            "hp_status": "diverged", "training_complete": True, "message": summary.message,
-            "device": str(run.device), **where,
-        })
+        tune.report(diverged_report(summary, run, where))
