@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hpsearch import __version__
 from hpsearch.cluster import register_cluster_commands
-from hpsearch.options import DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, sweep_dir_of
+from hpsearch.options import DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, parse_count, parse_list, sweep_dir_of
 from trainables.errors import HPSearchError
 
 
@@ -34,6 +34,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(SweepOptions.from_namespace(args))
     return 0 if outcome.best is not None else 1
+
+
+STUDY_EXCLUDES = ("space", "mode", "num_samples")
+"""Sweep options a study sets itself: it builds its own grid space."""
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from hpsearch.transfer import run_transfer
+
+    opts = SweepOptions.from_namespace(args, mode="grid")
+    run_transfer(opts, widths=args.widths, lrs=args.lrs, parametrizations=args.parametrizations,
+                 base_width=args.base_width, seeds=args.seeds)
+    return 0
+
+
+def cmd_scale(args: argparse.Namespace) -> int:
+    from hpsearch.scale import run_scale
+
+    opts = SweepOptions.from_namespace(args, mode="grid")
+    run_scale(opts, budgets=args.budgets, lrs=args.lrs, batch_sizes=args.batch_sizes, seeds=args.seeds,
+              warmup_fraction=args.warmup_fraction, verify=args.verify)
+    return 0
 
 
 def cmd_spaces(args: argparse.Namespace) -> int:
@@ -63,7 +85,9 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from hpsearch.export import export
 
-    for path in export(_sweep_dir(args), Path(args.out), trial_id=args.trial, fmt=args.format, force=args.force):
+    for path in export(_sweep_dir(args), Path(args.out), trial_id=args.trial, fmt=args.format, force=args.force,
+                       target_model=args.target_model, target_width=args.target_width,
+                       target_tokens=args.target_tokens):
         print(f"wrote {path}")
     return 0
 
@@ -110,7 +134,47 @@ def register_sweep_commands(sub) -> None:
     p.add_argument("--trial", help="trial id (default: the best trial)")
     p.add_argument("--format", default="native", choices=("native", "litgpt"), help="config format")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    g = p.add_argument_group("carry the tuned config to the run you will train")
+    g.add_argument("--target-model", help="a model preset (e.g. gpt2-124m): width transfer, μP sweeps only")
+    g.add_argument("--target-width", type=int, help="the target emb_dim, keeping the proxy's depth and heads "
+                                                    "(μP sweeps only)")
+    g.add_argument("--target-tokens", type=parse_count, help="the target's token budget (e.g. 10B): LR, batch, "
+                                                             "warmup and steps from the budget-ladder fit "
+                                                             "(`hpsearch scale` sweeps only)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("transfer", help="width-transfer study: an LR grid at several widths, SP vs μP",
+                       description="Run the same LR grid at several widths for SP and μP as one grid sweep, "
+                                   "and write transfer.csv/.json/.png: the best LR per width and its drift "
+                                   "in octaves. Resumable with --name NAME --resume.")
+    g = p.add_argument_group("the study")
+    g.add_argument("--widths", type=parse_list(int), help="emb_dim values, e.g. 64,128,256,512")
+    g.add_argument("--lrs", type=parse_list(float), help="peak learning rates, e.g. 1e-3,3e-3,1e-2,3e-2")
+    g.add_argument("--parametrizations", type=parse_list(str), default=["sp", "mup"],
+                   help="sp, mup or both (default: sp,mup)")
+    g.add_argument("--base-width", type=int, help="μP base width (default: the narrowest width)")
+    g.add_argument("--seeds", type=parse_list(int), default=[0], help="training seeds per point (default: 0)")
+    add_sweep_arguments(p, exclude=STUDY_EXCLUDES)
+    p.set_defaults(func=cmd_transfer)
+
+    p = sub.add_parser("scale", help="budget ladder: fit LR and batch-size laws across token budgets",
+                       description="Run an LR x batch-size grid at several token budgets as one grid sweep, "
+                                   "fit eta_opt and B_opt against compute with bootstrap CIs, verify on the "
+                                   "held-out largest budget, and write scaling.json/.csv/.png. Then "
+                                   "`hpsearch export NAME --target-tokens 10B`. Resumable with --resume.")
+    g = p.add_argument_group("the ladder")
+    g.add_argument("--budgets", type=parse_list(parse_count), help="token budgets per trial, e.g. 2e5,4e5,8e5,1.6e6")
+    g.add_argument("--lrs", type=parse_list(float), help="peak learning rates, e.g. 1e-3,2e-3,4e-3,8e-3,1.6e-2")
+    g.add_argument("--batch-sizes", type=parse_list(int), help="batch sizes in sequences, e.g. 4,8,16")
+    g.add_argument("--seeds", type=parse_list(int), default=[0, 1],
+                   help="training seeds per point; 2+ measure the noise that sets the near-optimal tolerance "
+                        "(default: 0,1)")
+    g.add_argument("--warmup-fraction", type=float, default=0.05,
+                   help="warmup as a fraction of each run's steps (default: %(default)s)")
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip training the held-out budget's predicted optimum")
+    add_sweep_arguments(p, exclude=STUDY_EXCLUDES)
+    p.set_defaults(func=cmd_scale)
 
     p = sub.add_parser("report", help="plots and checks of a finished sweep (HTML)")
     named(p)

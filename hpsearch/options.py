@@ -174,16 +174,17 @@ def _parser_type(f):
     return parse
 
 
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+def add_sweep_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
     """Add one flag per CLI field of :class:`SweepOptions`, grouped as in ``--help``, defaults shown.
 
+    ``exclude`` leaves fields out (a study command that sets them itself, e.g. mode).
     Every flag defaults to None (or leaves a boolean unset), so an omitted flag keeps the dataclass
     default and a forwarded command line (cluster submit) carries only what the user typed.
     """
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in fields(SweepOptions):
         m = f.metadata
-        if m["group"] is None:
+        if m["group"] is None or f.name in exclude:
             continue
         g = groups.get(m["group"]) or groups.setdefault(m["group"], parser.add_argument_group(m["group"]))
         default = f.default if f.default is not MISSING else None
@@ -229,3 +230,34 @@ def sweep_name(opts: SweepOptions) -> str:
 
 def sweep_dir_of(name: str, results_dir: str | Path = DEFAULT_RESULTS) -> Path:
     return (Path(results_dir) / validate_name(name)).resolve()
+
+
+_SUFFIX = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
+
+
+def parse_count(text: str) -> int:
+    """'10B', '2.5M', '3e9', '200000' -> an int; argparse type for token counts."""
+    t = str(text).strip().lower().replace("_", "").replace(",", "")
+    try:
+        value = float(t[:-1]) * _SUFFIX[t[-1]] if t and t[-1] in _SUFFIX else float(t)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise argparse.ArgumentTypeError(f"{text[:50]!r} is not a positive token count (e.g. 2e5, 800k, 10B)")
+    return int(value)
+
+
+def parse_list(kind):
+    """argparse type for comma-separated lists: '1e-3,3e-3' -> [0.001, 0.003]."""
+    def parse(text: str) -> list:
+        try:
+            items = [kind(part) for part in text.split(",") if part.strip()]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(f"{text[:100]!r} is not a comma-separated list of "
+                                             f"{'integers' if kind is int else 'numbers' if kind is float else 'values'}") from None
+        if not items:
+            raise argparse.ArgumentTypeError("the list is empty")
+        return items
+
+    parse.__name__ = "list"
+    return parse

@@ -106,8 +106,11 @@ def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
     return max(1, epochs * train_tokens)
 
 
-def plan_sweep(opts: SweepOptions, *, log=print) -> SweepPlan:
-    """Validate everything that can be checked without Ray; for ``--resume`` the definition comes from sweep.json."""
+def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepPlan:
+    """Validate everything that can be checked without Ray; for ``--resume`` the definition comes from sweep.json.
+
+    ``space`` runs a space built in code (the transfer and scaling studies) instead of ``opts.space``.
+    """
     if opts.smoke_test:
         opts = smoke_options(opts)
     name = sweep_name(opts)
@@ -125,7 +128,10 @@ def plan_sweep(opts: SweepOptions, *, log=print) -> SweepPlan:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
             raise SweepError(f"sweep '{name}' already exists in {sweep_dir}; pass --resume to continue it, "
                              "or choose another --name")
-        space = get_space(opts.space)
+        if space is None:
+            space = get_space(opts.space)
+        else:  # the record names it; its axes and fixed values are in sweep.json
+            opts = replace(opts, space=space.name)
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
     base = base_config(opts, space)
     corpus = load_tokens(base.data.path, pattern=base.data.pattern, log=log)
@@ -254,9 +260,10 @@ def describe(plan: SweepPlan) -> list[str]:
     return lines
 
 
-def run_sweep(opts: SweepOptions, *, log=print) -> SweepOutcome:
+def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepOutcome:
+    """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep)."""
     t0 = time.perf_counter()
-    plan = plan_sweep(opts, log=log)
+    plan = plan_sweep(opts, space=space, log=log)
     o = plan.opts
     ensure_ray(address=o.address, dashboard=o.dashboard, dashboard_host=o.dashboard_host, log=log)
     check_resources(o.cpus_per_trial, o.gpus_per_trial)

@@ -26,7 +26,22 @@ def _defaults() -> dict[str, Any]:
 def axis_type(axis: str) -> type:
     """int, float, bool or str (e.g. parametrization): the type values of ``axis`` must have."""
     default = _defaults()[axis]
-    return int if default is None else type(default)
+    return _optional_type(axis) if default is None else type(default)
+
+
+@cache
+def _optional_type(axis: str) -> type:
+    """The type of an axis whose default is None, from its field's annotation ("float | None")."""
+    from dataclasses import fields
+
+    from trainables.config import DataArgs, TrainArgs
+    from trainables.model import GPTConfig
+
+    for cls in (TrainArgs, GPTConfig, DataArgs):
+        for f in fields(cls):
+            if f.name == axis:
+                return float if "float" in str(f.type) else int
+    return int
 
 
 def unknown_name(what: str, name: Any) -> str:

@@ -50,6 +50,9 @@ class TrainArgs:
     min_lr: float = 1e-5
     """LR the cosine decay ends at."""
     warmup_steps: int = 10
+    warmup_fraction: float | None = None
+    """If set, warmup lasts this fraction of the run's steps (rounded) instead of warmup_steps: one
+    schedule shape across budgets and batch sizes (the budget ladder of `hpsearch scale` uses it)."""
     weight_decay: float = 0.1
     max_norm: float = 1.0
     """Global L2 norm gradients are clipped to, on every step after warmup."""
@@ -106,6 +109,10 @@ class PretrainConfig:
         positive_int("train", "num_epochs", t.num_epochs)
         positive_int("train", "max_tokens", t.max_tokens, allow_none=True)
         positive_int("train", "warmup_steps", t.warmup_steps, allow_zero=True)
+        if t.warmup_fraction is not None and not (isinstance(t.warmup_fraction, (int, float))
+                                                  and not isinstance(t.warmup_fraction, bool)
+                                                  and 0.0 <= t.warmup_fraction < 1.0):
+            out.append(f"train.warmup_fraction must be a number in [0, 1) or null, got {t.warmup_fraction!r}")
         positive_int("train", "seed", t.seed, allow_zero=True)
         lrs_ok = all(
             [
@@ -199,6 +206,13 @@ class PretrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def warmup_steps_of(train: TrainArgs, total_steps: int) -> int:
+    """The run's warmup in steps: ``warmup_fraction`` of ``total_steps`` when set, else ``warmup_steps``."""
+    if train.warmup_fraction is not None:
+        return int(round(train.warmup_fraction * total_steps))
+    return train.warmup_steps
 
 
 def lr_order_problems(initial_lr: float, peak_lr: float, min_lr: float) -> list[str]:

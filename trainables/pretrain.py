@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from trainables.files import atomic_write, atomic_write_text
-from trainables.config import PretrainConfig
+from trainables.config import PretrainConfig, warmup_steps_of
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError, first_line
 from trainables.model import GPT, GPTConfig, param_groups
@@ -77,6 +77,7 @@ class RunPlan:
     tokens_per_step: int
     total_steps: int
     epochs: float  # < num_epochs when max_tokens cuts the run short
+    warmup_steps: int  # train.warmup_steps, or train.warmup_fraction of total_steps
 
     def describe(self) -> str:
         return (f"corpus {self.n_tokens:,} tokens (train {self.train_tokens:,} / val {self.val_tokens:,}); "
@@ -110,14 +111,17 @@ def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -
     total = batches * t.num_epochs
     if t.max_tokens is not None:
         total = min(total, max(1, t.max_tokens // tokens_per_step))
-    if t.warmup_steps >= total:
+    warmup = warmup_steps_of(t, total)
+    if warmup >= total:
+        what = (f"train.warmup_fraction {t.warmup_fraction:g} ({warmup} steps)" if t.warmup_fraction is not None
+                else f"train.warmup_steps ({warmup})")
         raise ConfigError(
-            f"train.warmup_steps ({t.warmup_steps}) must be below the run's total steps ({total} = "
+            f"{what} must be below the run's total steps ({total} = "
             f"{batches} steps/epoch x {t.num_epochs} epochs"
             + (f", capped by max_tokens {t.max_tokens:,}" if t.max_tokens else "")
             + "); lower warmup_steps or train longer")
     return RunPlan(n_tokens, train_n, val_n, train_windows, val_windows, batches, tokens_per_step,
-                   total, round(total / batches, 3))
+                   total, round(total / batches, 3), warmup)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -268,7 +272,7 @@ class Run:
     def lr(self, step: int) -> float:
         """The schedule's base LR at ``step``; a parameter group runs at this times its lr_scale."""
         t = self.config.train
-        return lr_at(step, warmup_steps=t.warmup_steps, total_steps=self.plan.total_steps,
+        return lr_at(step, warmup_steps=self.plan.warmup_steps, total_steps=self.plan.total_steps,
                      initial_lr=t.initial_lr, peak_lr=t.peak_lr, min_lr=t.min_lr)
 
     def set_lr(self, step: int) -> float:
@@ -299,7 +303,7 @@ class Run:
         loss = calc_loss_batch(self.model, x, y, self.device, self.autocast)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip_gradients(self.model.parameters(), step=step, warmup_steps=t.warmup_steps, max_norm=t.max_norm)
+        clip_gradients(self.model.parameters(), step=step, warmup_steps=self.plan.warmup_steps, max_norm=t.max_norm)
         self.optimizer.step()
         return loss.item()
 

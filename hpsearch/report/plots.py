@@ -16,7 +16,7 @@ import pandas as pd
 from hpsearch.report.data import fmt, is_number, match
 from hpsearch.results import ranked
 from search_spaces import Dist, LogUniform
-from trainables.config import PretrainConfig, plain
+from trainables.config import PretrainConfig, plain, warmup_steps_of
 from trainables.status import COMPLETED, EARLY_STOPPED, FAILED
 
 UNITS = {"peak_lr": "learning rate", "initial_lr": "learning rate", "min_lr": "learning rate",
@@ -64,20 +64,20 @@ def plot_lr_schedule(trial: pd.Series, config: PretrainConfig, curves: pd.DataFr
     from trainables.pretrain import lr_at
 
     t = config.train
-    kw = {"warmup_steps": t.warmup_steps, "initial_lr": t.initial_lr, "peak_lr": t.peak_lr,
-          "min_lr": t.min_lr}
     total = int(trial["steps"]) if "steps" in trial.index and pd.notna(trial["steps"]) else 0
+    warmup = warmup_steps_of(t, total)
+    kw = {"warmup_steps": warmup, "initial_lr": t.initial_lr, "peak_lr": t.peak_lr, "min_lr": t.min_lr}
     fig, ax = _figure(f"Learning-rate schedule of the best trial ({trial['trial_id']})",
                       "optimizer step", "learning rate")
     if total > 0:
         steps = np.arange(total)  # optimizer steps 0 .. total-1
         ax.plot(steps, [lr_at(int(s), total_steps=total, **kw) for s in steps], "-", color="C0",
-                label=f"schedule (warmup {t.warmup_steps}, cosine to {t.min_lr:g})")
+                label=f"schedule (warmup {warmup}, cosine to {t.min_lr:g})")
     if curves is not None and {"step", "lr"} <= set(curves.columns):
         c = curves[curves["trial_id"].astype(str) == str(trial["trial_id"])]
         # a report after step k carries the lr that step k-1 (0-based) trained with
         ax.plot(c["step"] - 1, c["lr"], "o", color="C1", ms=4, label="reported at evaluations")
-    ax.axvline(t.warmup_steps, color="grey", ls=":", lw=1, label="end of warmup")
+    ax.axvline(warmup, color="grey", ls=":", lw=1, label="end of warmup")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     ax.legend(fontsize=8)
     fig.savefig(path)

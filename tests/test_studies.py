@@ -1,0 +1,125 @@
+"""The transfer studies end to end on real Ray: width (SP vs μP) and budget (the scaling-law ladder),
+and export of their results to a target model and budget."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from hpsearch.cli import main
+from hpsearch.transfer import drift_octaves, lr_optima
+from trainables.config import load_config
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+QUIET = ["--model", "nano", "--eval-freq", "4", "--eval-iter", "1", "--no-dashboard"]
+
+
+@pytest.fixture(scope="module")
+def transfer_sweep(tmp_path_factory, ray_session):
+    results = tmp_path_factory.mktemp("transfer")
+    rc = main(["transfer", "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--max-tokens-per-trial", "4096",
+               "--name", "w", "--results-dir", str(results), *QUIET])
+    assert rc == 0
+    return results
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory, ray_session):
+    results = tmp_path_factory.mktemp("scale")
+    rc = main(["scale", "--budgets", "1024,2048,4096", "--lrs", "2e-3,8e-3,3.2e-2", "--batch-sizes", "2,4",
+               "--seeds", "0,1", "--name", "lad", "--results-dir", str(results), *QUIET])
+    assert rc == 0
+    return results
+
+
+def test_lr_optima_and_drift_from_a_known_table():
+    table = pd.DataFrame({
+        "parametrization": ["sp"] * 6 + ["mup"] * 6,
+        "emb_dim": [32, 32, 32, 128, 128, 128] * 2,
+        "peak_lr": [1e-3, 2e-3, 4e-3] * 4,
+        "loss": [5.0, 4.0, 4.5, 4.1, 4.6, 5.0,   # sp: best 2e-3 at 32, 1e-3 (edge) at 128
+                 5.0, 4.0, 4.5, 5.0, 3.9, 4.4],  # mup: best 2e-3 at both widths
+    })
+    optima = lr_optima(table)
+    sp = optima[optima["parametrization"] == "sp"].set_index("emb_dim")
+    assert sp.loc[128, "best_lr"] == 1e-3 and sp.loc[128, "drift_octaves"] == -1.0 and sp.loc[128, "edge"] == "lowest LR"
+    assert drift_octaves(optima) == {"sp": 1.0, "mup": 0.0}
+
+
+def test_width_study_is_one_grid_sweep_with_a_table_and_a_plot(transfer_sweep):
+    d = transfer_sweep / "w"
+    trials = pd.read_parquet(d / "trials.parquet")
+    assert len(trials) == 12 and set(trials["status"]) == {"completed"}
+    assert set(zip(trials["parametrization"], trials["emb_dim"])) == {("sp", 32), ("sp", 64), ("mup", 32), ("mup", 64)}
+    table = pd.read_csv(d / "transfer.csv")
+    assert len(table) == 12 and table["loss"].map(math.isfinite).all()
+    record = json.loads((d / "transfer.json").read_text())
+    assert set(record["lr_drift_octaves"]) == {"sp", "mup"}
+    # the drift is the distance, in octaves, between the best LRs of the narrowest and widest width
+    for p, octaves in record["lr_drift_octaves"].items():
+        best = table[table["parametrization"] == p].loc[lambda t: t.groupby("emb_dim")["loss"].idxmin()]
+        assert octaves == pytest.approx(abs(math.log2(best["peak_lr"].iloc[-1] / best["peak_lr"].iloc[0])))
+    assert (d / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mup_trial_exports_to_a_wider_model_and_sp_is_refused(transfer_sweep, tmp_path, capsys):
+    trials = pd.read_parquet(transfer_sweep / "w" / "trials.parquet")
+    mup = trials[(trials["parametrization"] == "mup") & (trials["emb_dim"] == 32)].iloc[0]
+    sp = trials[(trials["parametrization"] == "sp") & (trials["emb_dim"] == 32)].iloc[0]
+    where = ["--results-dir", str(transfer_sweep)]
+    out = tmp_path / "wide.yaml"
+    assert main(["export", "w", *where, "--trial", mup["trial_id"], "--target-width", "256", "--out", str(out)]) == 0
+    cfg = load_config(out)
+    assert (cfg.model.emb_dim, cfg.model.base_width, cfg.model.parametrization) == (256, 32, "mup")
+    assert cfg.model.width_mult == 8 and cfg.train.peak_lr == pytest.approx(mup["peak_lr"])
+    side = yaml.safe_load(out.with_name("wide.provenance.yaml").read_text())
+    assert side["width_transfer"]["width_mult"] == 8.0 and side["trial"] == mup["trial_id"]
+
+    capsys.readouterr()
+    assert main(["export", "w", *where, "--trial", sp["trial_id"], "--target-width", "256",
+                 "--out", str(tmp_path / "sp.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not transfer" in err and "mup" in err
+    assert main(["export", "w", *where, "--trial", mup["trial_id"], "--format", "litgpt",
+                 "--out", str(tmp_path / "lit.yaml")]) == 2
+    assert "litgpt cannot express μP" in capsys.readouterr().err
+    assert not (tmp_path / "sp.yaml").exists() and not (tmp_path / "lit.yaml").exists()
+
+
+def test_ladder_fits_verifies_and_exports_to_a_target_budget(ladder, tmp_path, capsys):
+    d = ladder / "lad"
+    trials = pd.read_parquet(d / "trials.parquet")
+    assert len(trials) == 3 * 3 * 2 * 2
+    # every run's schedule is fitted to its own budget
+    done = trials[trials["status"] == "completed"]
+    assert (done["tokens_seen"] <= done["max_tokens"]).all()
+    assert (done["tokens_seen"] > done["max_tokens"] - done["batch_size"] * 32).all()
+    record = json.loads((d / "scaling.json").read_text())
+    assert record["seed_noise_rel_std"] > 0 and record["tolerance"] > record["seed_noise_rel_std"]
+    assert math.isfinite(record["fit"]["lr"]["exponent"]) and math.isfinite(record["fit"]["batch_tokens"]["exponent"])
+    held = record["holdout"]
+    verify = pd.read_parquet(ladder / "lad-verify" / "trials.parquet")
+    assert held["budget_tokens"] == 4096 and len(verify) == 2  # the predicted config, over the ladder's seeds
+    assert held["predicted_loss"] == pytest.approx(verify["final_val_loss"].mean())
+    assert held["scaling_law_loss_gap"] == pytest.approx(
+        (held["predicted_loss"] - held["grid_best_loss_seed_mean"]) / held["grid_best_loss_seed_mean"])
+    assert (d / "scaling.png").read_bytes()[:4] == b"\x89PNG"
+
+    out = tmp_path / "target.yaml"
+    capsys.readouterr()
+    assert main(["export", "lad", "--results-dir", str(ladder), "--target-tokens", "1M", "--out", str(out)]) == 0
+    assert "beyond 100x" in capsys.readouterr().out  # 1M tokens is far past a 4k-token ladder
+    cfg = load_config(out)
+    side = yaml.safe_load(out.with_name("target.provenance.yaml").read_text())["budget_transfer"]
+    assert cfg.train.max_tokens == 1_000_000 and cfg.train.peak_lr == pytest.approx(side["peak_lr"])
+    assert cfg.train.batch_size == side["batch_size"] and cfg.train.warmup_steps == side["warmup_steps"]
+    assert side["lr_ci"][0] <= side["peak_lr"] <= side["lr_ci"][1] and side["extrapolation_factor"] > 100
+
+
+def test_target_tokens_needs_a_ladder(transfer_sweep, tmp_path, capsys):
+    assert main(["export", "w", "--results-dir", str(transfer_sweep), "--target-tokens", "10B",
+                 "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "budget ladder" in capsys.readouterr().err
