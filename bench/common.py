@@ -23,7 +23,8 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 RESULTS = BENCH / "results.json"
 RUNS_DIR = Path("/tmp/bench_runs")  # sweeps' results/ and Tune state: scratch, never in the repo
-FIGURES = ("tune_overhead_ratio", "concurrency_efficiency", "cache_reload_ratio", "search_gap_at_10pct", "gpu_mfu")
+FIGURES = ("tune_overhead_ratio", "concurrency_efficiency", "cache_reload_ratio", "search_gap_at_10pct", "gpu_mfu",
+           "mup_lr_drift_octaves", "scaling_law_loss_gap")
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))

@@ -11,6 +11,8 @@ from hpsearch import __version__
 from hpsearch.cluster import register_cluster_commands
 from hpsearch.options import DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, parse_count, parse_list, sweep_dir_of
 from trainables.errors import HPSearchError
+from trainables.status import COMPLETED
+
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -26,7 +28,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     print(f"{summary.status}: {summary.steps} steps, {summary.tokens_seen:,} tokens, "
           f"val loss {first:.4f} -> {summary.final_val_loss:.4f} (best {summary.best_val_loss:.4f}), "
           f"{summary.tokens_per_second:,.0f} tokens/s")
-    return 0 if summary.status == "completed" else 3
+    return 0 if summary.status == COMPLETED else 3
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:

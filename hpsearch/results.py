@@ -16,7 +16,7 @@ import pandas as pd
 
 from trainables.files import atomic_write
 from trainables.errors import SweepError
-from trainables.status import COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, RANKED, SKIPPED, STATUSES  # noqa: F401
+from trainables.status import COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, RANKED, RUNNING, SKIPPED, STATUSES  # noqa: F401
 
 CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
 REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s")
@@ -48,7 +48,7 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[
         evals = pd.DataFrame(columns=CURVE_COLUMNS)
         if history is not None and len(history) and set(CURVE_COLUMNS[1:]) <= set(history.columns):
             # evaluation reports only: not the skip notice, not the diverged trial's closing repeat
-            keep = history["hp_status"].isin(("running", "completed")) if "hp_status" in history else True
+            keep = history["hp_status"].isin((RUNNING, COMPLETED)) if "hp_status" in history else True
             h = history.loc[keep, CURVE_COLUMNS[1:]].astype(float)
             h = h.loc[np.isfinite(h["val_loss"].to_numpy())].astype({"step": int, "tokens_seen": int})
             h.insert(0, "trial_id", trial_id)

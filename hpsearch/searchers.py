@@ -22,7 +22,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from trainables.status import COMPLETED, DIVERGED, METRIC, SKIPPED
+from trainables.status import COMPLETED, DIVERGED, SKIPPED
 
 
 

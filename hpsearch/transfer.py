@@ -32,6 +32,8 @@ from search_spaces import Space, parse_space
 from trainables.errors import SweepError
 from trainables.files import atomic_write, atomic_write_text
 from trainables.model import PARAMETRIZATIONS, preset_config
+from trainables.status import RANKED
+
 
 LOSS = "best_val_loss"
 
@@ -77,7 +79,7 @@ def transfer_space(*, model: str, widths: list[int], lrs: list[float], parametri
 def transfer_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Loss per (parametrization, emb_dim, peak_lr), mean over seeds; diverged/invalid trials count as inf."""
     t = trials.copy()
-    t["loss"] = pd.to_numeric(t[LOSS], errors="coerce").where(t["status"].isin(("completed", "early-stopped")))
+    t["loss"] = pd.to_numeric(t[LOSS], errors="coerce").where(t["status"].isin(RANKED))
     t["loss"] = t["loss"].fillna(math.inf)
     return (t.groupby(["parametrization", "emb_dim", "peak_lr"], as_index=False)
              .agg(loss=("loss", "mean"), runs=("loss", "size"))

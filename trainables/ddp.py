@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError
 from trainables.pretrain import Run, plan_run
+from trainables.status import DIVERGED
 
 DRIVER_CPUS = 0.01
 """CPUs the Tune trial itself reserves: it only waits on the trainer (the workers hold the GPUs)."""
@@ -178,5 +179,5 @@ def _train_worker(cfg: dict) -> None:
         ray.train.report(report)  # every rank reports; Tune sees rank 0's
 
     summary = run.train(on_eval=on_eval, log=None)
-    if summary.status == "diverged":
+    if summary.status == DIVERGED:
         ray.train.report({**diverged_report(summary, run, where), "tokens_seen": summary.steps * tokens_per_step})

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from trainables.errors import first_line
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``; the temp file never outlives a failure."""
@@ -38,5 +40,4 @@ def read_yaml(path: str | os.PathLike, *, error: type[Exception], missing: str) 
     try:
         return yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise error(f"{p}: not valid YAML ({first}); fix the syntax") from None
+        raise error(f"{p}: not valid YAML ({first_line(exc)}); fix the syntax") from None

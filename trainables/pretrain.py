@@ -32,6 +32,7 @@ from trainables.config import PretrainConfig, warmup_steps_of
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError, first_line
 from trainables.model import GPT, GPTConfig, param_groups
+from trainables.status import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
@@ -339,7 +340,7 @@ class Run:
                 self.save(checkpoint_dir)
             if on_eval is not None:
                 on_eval({**metrics, "training_complete": final}, self.save)
-        summary = self._summary("diverged" if diverged else "completed", diverged,
+        summary = self._summary(DIVERGED if diverged else COMPLETED, diverged,
                                 seconds=time.perf_counter() - t_start, tokens=self.tokens_seen - tokens_start)
         if log and diverged:
             log(f"diverged: {diverged}; kept the last finite metrics (best val loss {self.best_val_loss:.4f})")
