@@ -140,8 +140,7 @@ def to_width(cfg: PretrainConfig, *, target_model: str | None, target_width: int
 
 def to_budget(sweep_dir: Path, cfg: PretrainConfig, *, target_tokens: int) -> tuple[PretrainConfig, dict]:
     """peak_lr, batch size, warmup and total steps for ``target_tokens`` from the sweep's budget-ladder fit."""
-    from hpsearch.scale import load_fit
-    from hpsearch.scaling import target_run
+    from hpsearch.scaling import load_fit, target_run
 
     fit, record, _ = load_fit(sweep_dir)
     run = target_run(fit, target_model=cfg.model, target_tokens=int(target_tokens),

@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from hpsearch import scaling
+from hpsearch.scaling import SCALING_FILE
 from hpsearch.options import SweepOptions
 from search_spaces import Space, parse_space
 from trainables.config import PretrainConfig
@@ -35,7 +36,6 @@ from trainables.errors import SweepError
 from trainables.files import atomic_write_text
 from trainables.status import RANKED
 
-SCALING_FILE = "scaling.json"
 DEFAULT_WARMUP_FRACTION = 0.05
 
 
@@ -188,22 +188,6 @@ def fit_record(fit: scaling.ScalingFit) -> dict:
 
     return {"lr": law(fit.lr), "batch_tokens": law(fit.batch), "tolerance": fit.tol, "notes": list(fit.notes),
             "optima": fit.optima.to_dict("records")}
-
-
-def load_fit(sweep_dir: Path) -> tuple[scaling.ScalingFit, dict, PretrainConfig]:
-    """(fit, scaling.json record, proxy base config) of a finished ladder; refits scaling.csv (seeded, so
-    the same fit and intervals as when the ladder finished). SweepError if the sweep is no ladder."""
-    d = Path(sweep_dir)
-    path = d / SCALING_FILE
-    if not path.is_file():
-        raise SweepError(f"{d.name} has no {SCALING_FILE}: --target-tokens needs a budget ladder; run "
-                         f"`hpsearch scale --name {d.name} --budgets ... --lrs ... --batch-sizes ...` first")
-    record = json.loads(path.read_text())
-    meta = json.loads((d / "sweep.json").read_text())
-    base = PretrainConfig.from_dict(meta["base_config"], source=f"{d}/sweep.json")
-    table = pd.read_csv(d / "scaling.csv")
-    fit = scaling.fit_power_laws(table, tol=record["tolerance"], model=base.model, n_boot=record.get("n_boot", 1000))
-    return fit, record, base
 
 
 def _jsonable(obj):

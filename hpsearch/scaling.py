@@ -42,6 +42,7 @@ Pure functions over pandas and numpy (no Ray, no Optuna); matplotlib is imported
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.errors import HPSearchError, first_line
+from trainables.config import PretrainConfig
+from trainables.errors import HPSearchError, SweepError, first_line
 from trainables.model import GPTConfig, count_params
 
 TABLE_COLUMNS = ("budget_tokens", "peak_lr", "batch_size", "context_len", "loss")
@@ -601,3 +603,25 @@ def _fit_notes(t: pd.DataFrame, optima: pd.DataFrame, model: GPTConfig) -> list[
         notes.append(f"context_len in the table differs from the model's {model.context_len}: "
                      "compute uses the model's M; pass the model the ladder trained")
     return notes
+
+
+# -- a ladder's saved fit -----------------------------------------------------------------------
+
+SCALING_FILE = "scaling.json"
+"""Written by `hpsearch scale` into the ladder's sweep directory, beside scaling.csv (the fit's table)."""
+
+
+def load_fit(sweep_dir: Path) -> tuple[ScalingFit, dict, PretrainConfig]:
+    """(fit, scaling.json record, proxy base config) of a finished ladder; refits scaling.csv (seeded, so
+    the same fit and intervals as when the ladder finished). SweepError if the sweep is no ladder."""
+    d = Path(sweep_dir)
+    path = d / SCALING_FILE
+    if not path.is_file():
+        raise SweepError(f"{d.name} has no {SCALING_FILE}: --target-tokens needs a budget ladder; run "
+                         f"`hpsearch scale --name {d.name} --budgets ... --lrs ... --batch-sizes ...` first")
+    record = json.loads(path.read_text())
+    meta = json.loads((d / "sweep.json").read_text())
+    base = PretrainConfig.from_dict(meta["base_config"], source=f"{d}/sweep.json")
+    table = pd.read_csv(d / "scaling.csv")
+    fit = fit_power_laws(table, tol=record["tolerance"], model=base.model, n_boot=record.get("n_boot", 1000))
+    return fit, record, base

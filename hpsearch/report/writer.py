@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,14 @@ from hpsearch.report.plots import plot_axis, plot_curves, plot_importance, plot_
 from hpsearch.report.reruns import losses_by_role, rerun_top
 from hpsearch.results import summary_line
 from trainables.errors import SweepError
+
+
+STUDY_PLOTS = {
+    "transfer.png": "Width transfer: validation loss against LR per width, SP and μP; stars mark each "
+                    "width's best LR (transfer.json holds the drift in octaves).",
+    "scaling.png": "Budget transfer: loss against LR per budget; fitted eta_opt and B_opt against compute "
+                   "with 95% bootstrap bands, DeepSeek LLM and Step Law as dashed reference lines.",
+}
 
 
 def write_report(sweep_dir: str | Path, *, reruns: int = 0, top_k: int = 5,
@@ -64,6 +73,11 @@ def write_report(sweep_dir: str | Path, *, reruns: int = 0, top_k: int = 5,
         plot_importance(importances, out / "importance.png")
         plots.append(("importance.png", "Share of the variation in best_val_loss each axis explains "
                                         "(rough with few trials)."))
+
+    for study, caption in STUDY_PLOTS.items():  # written by `hpsearch transfer` / `hpsearch scale`
+        if (sweep.dir / study).is_file():
+            shutil.copyfile(sweep.dir / study, out / study)
+            plots.append((study, caption))
 
     if reruns > 0:
         runs = rerun_top(trials, space, sweep.base, reruns=reruns, log=log)
