@@ -12,3 +12,23 @@ def nano_config(**train):
         "train": {**base, **train},
         "eval": {"eval_freq": 4, "eval_iter": 2},
     })
+
+
+def straight_and_resumed(cfg, tokens, tmp_path, *, stop_at: int = 8):
+    """(summary of an uninterrupted run, summary of the same run stopped at ``stop_at`` and resumed)."""
+    import pytest
+
+    from trainables.pretrain import pretrain
+
+    straight = pretrain(cfg, tokens=tokens, out_dir=tmp_path / "a", log=None)
+
+    class Stop(Exception):
+        pass
+
+    def stop(metrics, save):
+        if metrics["step"] == stop_at:
+            raise Stop
+
+    with pytest.raises(Stop):
+        pretrain(cfg, tokens=tokens, out_dir=tmp_path / "b", on_eval=stop, log=None)
+    return straight, pretrain(cfg, tokens=tokens, out_dir=tmp_path / "b", resume=True, log=None)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import nano_config
+from helpers import nano_config, straight_and_resumed
 
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import CheckpointError, ConfigError
@@ -154,18 +154,7 @@ def test_mup_resume_continues_exactly(tmp_path, embedded_tokens, tied):
     cfg = nano_config(max_tokens=128 * 16)
     cfg = PretrainConfig.from_dict({**cfg.to_dict(), "eval": {"eval_freq": 4, "eval_iter": 2, "checkpoint_freq": 4}})
     cfg = with_model(cfg, parametrization="mup", base_width=16, tie_embeddings=tied, mup_output_mult=2.0)
-    straight = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "a", log=None)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_8(metrics, save):
-        if metrics["step"] == 8:
-            raise Stop
-
-    with pytest.raises(Stop):
-        pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", on_eval=stop_at_8, log=None)
-    resumed = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", resume=True, log=None)
+    straight, resumed = straight_and_resumed(cfg, embedded_tokens, tmp_path)
     assert resumed.steps == straight.steps == 16
     assert resumed.evals == straight.evals
     assert straight.evals[-1]["val_loss"] < straight.evals[0]["val_loss"]

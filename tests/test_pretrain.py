@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import yaml
-from helpers import nano_config
+from helpers import nano_config, straight_and_resumed
 
 from hpsearch.cli import main
 from trainables.config import PretrainConfig, load_config
@@ -60,18 +60,7 @@ def test_loss_falls_on_a_short_run(embedded_tokens):
 def test_resume_continues_exactly(tmp_path, embedded_tokens):
     cfg = nano_config(max_tokens=128 * 16)
     cfg = PretrainConfig.from_dict({**cfg.to_dict(), "eval": {"eval_freq": 4, "eval_iter": 2, "checkpoint_freq": 4}})
-    straight = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "a", log=None)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_8(metrics, save):
-        if metrics["step"] == 8:
-            raise Stop
-
-    with pytest.raises(Stop):
-        pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", on_eval=stop_at_8, log=None)
-    resumed = pretrain(cfg, tokens=embedded_tokens, out_dir=tmp_path / "b", resume=True, log=None)
+    straight, resumed = straight_and_resumed(cfg, embedded_tokens, tmp_path)
     assert resumed.steps == straight.steps == 16
     assert resumed.evals == straight.evals  # identical losses at every evaluation
     assert resumed.best_val_loss == straight.best_val_loss
