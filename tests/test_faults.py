@@ -45,7 +45,29 @@ def test_trials_that_keep_crashing_are_marked_errored_with_their_message(tmp_pat
     assert not (tmp_path / "x.yaml").exists()
 
 
-def _finished_trials(tune_dir: Path) -> dict[str, list[str]]:
+def _recorded_finished(tune_dir: Path) -> dict[str, list[str]]:
+    """Trials that Tune's saved experiment state records as TERMINATED -> their result.json lines.
+
+    A trial's last report reaches result.json before Tune saves the state that marks it TERMINATED
+    (every few seconds); --resume goes by that state, so a trial counts as finished once the state
+    says so and its result.json holds its last report. Files caught mid-upload read as not yet.
+    """
+    states = sorted(tune_dir.glob("experiment_state-*.json"))
+    done = {}
+    try:
+        trials = [json.loads(state) for state, _ in json.loads(states[-1].read_text())["trial_data"]] if states else []
+        for t in trials:
+            results = list(tune_dir.glob(f"train_trial_{t['trial_id']}_*/result.json"))
+            lines = results[0].read_text().splitlines() if t["status"] == "TERMINATED" and results else []
+            if lines and json.loads(lines[-1])["training_complete"]:
+                done[t["trial_id"]] = lines
+    except (json.JSONDecodeError, KeyError):
+        return {}
+    return done
+
+
+def _finished_now(tune_dir: Path) -> dict[str, list[str]]:
+    """Trials whose last report says training is complete -> their result.json lines."""
     done = {}
     for f in tune_dir.glob("train_trial_*/result.json"):
         lines = f.read_text().splitlines()
@@ -63,13 +85,14 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     tune_dir = tmp_path / "killed" / "tune"
-    deadline = time.time() + 240
+    # one trial at a time: when the first is recorded finished, three are still to run, so the kill
+    # always lands mid-sweep (a bound, not a timing: only a hung sweep reaches it)
+    deadline = time.monotonic() + 600
     try:
-        while time.time() < deadline and not _finished_trials(tune_dir):
+        while not (before := _recorded_finished(tune_dir)):
             assert proc.poll() is None, "the sweep ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial was recorded finished in 600 s"
             time.sleep(0.5)
-        before = _finished_trials(tune_dir)
-        assert before, "no trial finished in time"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
         proc.wait()
@@ -78,7 +101,7 @@ def test_a_killed_driver_resumes_without_rerunning_finished_trials(tmp_path):
     assert main(["sweep", "--name", "killed", "--resume", "--results-dir", str(tmp_path)]) == 0
     trials = pd.read_parquet(tmp_path / "killed" / "trials.parquet")
     assert len(trials) == 4 and set(trials["status"]) == {"completed"}
-    after = _finished_trials(tune_dir)
+    after = _finished_now(tune_dir)
     for trial_id, lines in before.items():
         assert after[trial_id] == lines  # not rerun: its reports are byte for byte the same
         row = trials[trials["trial_id"] == trial_id].iloc[0]

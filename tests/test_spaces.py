@@ -6,6 +6,8 @@ import math
 import textwrap
 
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from search_spaces import (
@@ -20,6 +22,7 @@ from search_spaces import (
     load_space,
     parse_space,
 )
+from search_spaces.checks import axis_type
 from trainables.config import AXES
 from trainables.errors import SpaceError
 
@@ -86,8 +89,26 @@ def test_seed_continuous_covers_the_same_axes():
     assert space.axes["warmup_steps"] == IntRange(10, 30)
     assert space.axes["num_epochs"] == IntRange(5, 25)
     assert space.axes["batch_size"] == Choice((2, 4, 8, 16))
-    assert "0" in space.description
+    assert space.description == ("the seed grid's ranges, continuous (weight_decay log-scale, so it cannot "
+                                 "include 0)")
     assert "9 dimensions (4 loguniform, 2 uniform, 2 int, 1 choice)" in space.describe()
+
+
+def test_seed_continuous_reaches_optuna_with_its_exact_bounds():
+    """What Optuna samples from: log scale where the file says loguniform, int bounds inclusive."""
+    converted = OptunaSearch.convert_search_space(get_space("seed-continuous").to_tune("optuna-asha"))
+    assert converted == {
+        "peak_lr": FloatDistribution(1e-4, 5e-3, log=True),
+        "initial_lr": FloatDistribution(5e-5, 1e-4, log=True),
+        "min_lr": FloatDistribution(1e-5, 1e-4, log=True),
+        "weight_decay": FloatDistribution(1e-3, 0.1, log=True),
+        "dropout": FloatDistribution(0.0, 0.2),
+        "warmup_steps": IntDistribution(10, 30),
+        "max_norm": FloatDistribution(0.5, 2.0),
+        "batch_size": CategoricalDistribution((2, 4, 8, 16)),
+        "num_epochs": IntDistribution(5, 25),
+    }
+    assert list(converted) == list(get_space("seed-continuous").axes)
 
 
 def test_demo_and_smoke():
@@ -96,7 +117,15 @@ def test_demo_and_smoke():
     assert demo.axes["peak_lr"] == LogUniform(1e-4, 1e-2)
     assert smoke.grid_size() == 4
     assert smoke.fixed == {"warmup_steps": 2, "initial_lr": 1e-5, "min_lr": 1e-5}
-    assert "fixed" not in smoke.to_tune("grid")
+    # the axes and nothing else: fixed values reach trials through the base config, not the param space
+    assert smoke.to_tune("grid") == {"peak_lr": {"grid_search": [5e-4, 5e-3]}, "batch_size": {"grid_search": [4, 8]}}
+    assert OptunaSearch.convert_search_space(demo.to_tune("optuna-asha")) == {
+        "peak_lr": FloatDistribution(1e-4, 1e-2, log=True),
+        "batch_size": CategoricalDistribution((4, 8, 16)),
+        "dropout": CategoricalDistribution((0.0, 0.1)),
+        "weight_decay": CategoricalDistribution((0.0, 0.1)),
+        "warmup_steps": CategoricalDistribution((5, 10, 20)),
+    }
 
 
 @pytest.mark.parametrize("space", builtin_spaces(), ids=lambda s: s.name)
@@ -108,24 +137,43 @@ def test_builtins_round_trip(space: Space):
         assert all(type(v) in (int, float, bool) for v in values)
 
 
+def sampled_from(domain) -> tuple:
+    """A Tune domain as what a trial can be given: (kind, scale, low, high) or ("choice", values)."""
+    if isinstance(domain, Categorical):
+        return ("choice", list(domain.categories))
+    scale = {Float._LogUniform: "log", Float._Uniform: "linear", Integer._Uniform: "linear"}[type(domain.get_sampler())]
+    return (type(domain).__name__, scale, domain.lower, domain.upper)
+
+
+def declared(dist) -> tuple:
+    """The same, from the space's declaration (Tune's integer upper bound is exclusive)."""
+    if isinstance(dist, (Grid, Choice)):
+        return ("choice", list(dist.values))
+    return {Uniform: ("Float", "linear", dist.low, dist.high), LogUniform: ("Float", "log", dist.low, dist.high),
+            IntRange: ("Integer", "linear", dist.low, dist.high + 1)}[type(dist)]
+
+
 @pytest.mark.parametrize("space", builtin_spaces(), ids=lambda s: s.name)
 @pytest.mark.parametrize("mode", SAMPLING_MODES)
-def test_sampling_modes_have_no_grid_search(space: Space, mode: str):
-    tune_space = space.to_tune(mode)
+def test_sampling_modes_sample_exactly_the_declared_ranges(space: Space, mode: str):
+    tune_space = space.to_tune(mode)  # no grid_search: Optuna and the samplers reject it
+    assert {axis: sampled_from(domain) for axis, domain in tune_space.items()} == \
+        {axis: declared(dist) for axis, dist in space.axes.items()}
     assert list(tune_space) == list(space.axes)
-    for axis, domain in tune_space.items():
-        expected = {Grid: Categorical, Choice: Categorical, Uniform: Float, LogUniform: Float, IntRange: Integer}
-        assert isinstance(domain, expected[type(space.axes[axis])]), axis
 
 
 @pytest.mark.parametrize("space", builtin_spaces(), ids=lambda s: s.name)
 def test_optuna_search_accepts_converted_space(space: Space):
-    from ray.tune.search.optuna import OptunaSearch
-
     searcher = OptunaSearch(space=None, metric="m", mode="min")
     assert searcher.set_search_properties("m", "min", space.to_tune("optuna-asha")) is True
     config = searcher.suggest("t1")
-    assert set(config) == set(space.axes)
+    assert list(config) == list(space.axes)
+    for axis, dist in space.axes.items():
+        value = config[axis]
+        if dist.discrete:
+            assert value in dist.values, (axis, value)
+        else:
+            assert dist.low <= value <= dist.high and (type(value) is int) == isinstance(dist, IntRange), (axis, value)
 
 
 # -- conversion -----------------------------------------------------------------------------------
@@ -260,9 +308,12 @@ def test_nullable_axes_take_ints_or_null():
 
 
 def test_every_axis_name_is_accepted():
+    # a value of the axis's own type (an int for a float axis, widened) comes back as exactly that
+    written = {bool: True, int: 1, float: 1, str: "sp"}
     for axis in AXES:
-        spec = {"grid": [True]} if axis == "qkv_bias" else {"grid": [1]}
-        assert parse_space({"name": "a", "axes": {axis: spec}}).axes[axis].values in ((1,), (1.0,), (True,))
+        want = axis_type(axis)
+        (value,) = parse_space({"name": "a", "axes": {axis: {"grid": [written[want]]}}}).axes[axis].values
+        assert type(value) is want and value == want(written[want]), (axis, value)
 
 
 def test_import_has_no_ray_side_effect():

@@ -1,14 +1,18 @@
 """Sweeps on a real Ray (one per session, 127.0.0.1), real Optuna, the nano model, tiny budgets."""
 
+import html
 import json
 import math
+import re
 
 import optuna
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.image import imread
 
 from hpsearch.cli import main
+from hpsearch.results import summary_line
 from hpsearch.sweep import SweepOptions, run_sweep
 from trainables.config import load_config
 from trainables.pretrain import pretrain
@@ -78,23 +82,62 @@ def test_grid_runs_every_point_and_exports_a_runnable_winner(tmp_path, capsys):
     from hpsearch.report import write_report
 
     index = write_report(d, log=None)
-    assert index.is_file() and (d / "report" / "curves.png").stat().st_size > 1000
+    assert index == d / "report" / "index.html"
+    page = index.read_text(encoding="utf-8")
+    assert "<title>grid — hpsearch report</title>" in page and "<h1>Sweep grid <small>(grid)</small></h1>" in page
+    assert f"<p>{html.escape(summary_line(trials))}</p>" in page
+    # the best-trials table: every trial, best first, with its loss and its point of the grid
+    table = [row.split("</td><td>") for row in re.findall(r"<tr><td>(.*?)</td></tr>", page)]
+    ranked = trials.sort_values(["best_val_loss", "trial_id"])
+    assert [r[0] for r in table] == ranked["trial_id"].tolist() and {r[1] for r in table} == {"completed"}
+    assert [(float(r[2]), float(r[3]), int(r[4])) for r in table] == \
+        [(round(t.best_val_loss, 4), t.peak_lr, t.batch_size) for t in ranked.itertuples()]
+    # every figure the page shows is beside it and is a drawn image, not an empty canvas
+    figures = re.findall(r'<img src="([^"]+)"', page)
+    assert {"curves.png", "lr_schedule.png", "axis_peak_lr.png", "axis_batch_size.png"} <= set(figures)
+    assert sorted(p.name for p in index.parent.glob("*.png")) == sorted(figures)
+    for name in figures:
+        pixels = imread(index.parent / name)
+        assert pixels.ndim == 3 and min(pixels.shape[:2]) > 100 and pixels[..., :3].std() > 0.01, name
+
+
+def creation_order(tune_dir) -> list[str]:
+    """Trial ids in the order Tune created them: it names each trial's directory TRAINABLE_ID_N_..."""
+    numbered = {}
+    for d in tune_dir.glob("train_trial_*"):
+        _, _, trial_id, n, *_ = d.name.split("_")
+        numbered[int(n)] = trial_id
+    assert sorted(numbered) == list(range(1, len(numbered) + 1)), sorted(p.name for p in tune_dir.iterdir())
+    return [numbered[n] for n in sorted(numbered)]
 
 
 def test_optuna_asha_prunes_and_tells_optuna(tmp_path):
-    space = space_file(tmp_path, {"peak_lr": {"loguniform": [1e-4, 1e-2]}, "batch_size": {"choice": [4]}})
-    out = run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="asha", num_samples=8, seed=1,
-                          max_tokens_per_trial=2048, grace_tokens=256, reduction_factor=2.0,
-                          max_concurrent=2), log=print)
-    counts = out.trials["status"].value_counts().to_dict()
-    assert counts.get("early-stopped", 0) >= 1 and counts.get("completed", 0) >= 1, counts
-    stopped = out.trials[out.trials["status"] == "early-stopped"]
-    assert (stopped["tokens_seen"] < 2048).all()
+    # One trial at a time, so every ASHA decision follows from the order Optuna samples in (fixed by
+    # the seed), never from which of two running trials reports first. Two learning rates, far apart
+    # in loss at the one rung (512 tokens; rf 8 puts the next at 4096, past max_t): GOOD learns,
+    # USELESS (the floor lr) does not. With rf 8 the cutoff is the 87.5th percentile of the losses
+    # recorded at the rung, so a USELESS trial that comes after a GOOD one is stopped there, and a
+    # GOOD one never is (it ties or beats every loss recorded).
+    good, useless = 5e-3, 1e-5
+    space = space_file(tmp_path, {"peak_lr": {"choice": [good, useless]}}, fixed={"batch_size": 4})
+    out = run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="asha", num_samples=6, seed=10,
+                          max_tokens_per_trial=2048, grace_tokens=512, reduction_factor=8.0,
+                          max_concurrent=1), log=print)
+    trials = out.trials.set_index("trial_id").loc[creation_order(tmp_path / "asha" / "tune")]
+    lrs = trials["peak_lr"].tolist()
+    first_good = lrs.index(good) if good in lrs else len(lrs)
+    expected = ["early-stopped" if i > first_good and lr == useless else "completed" for i, lr in enumerate(lrs)]
+    assert "early-stopped" in expected, f"seed 10 no longer samples a useless lr after a good one: {lrs}"
+    assert trials["status"].tolist() == expected, lrs
+    assert trials["tokens_seen"].tolist() == [512 if s == "early-stopped" else 2048 for s in expected]
+
+    # Optuna hears the same story, trial for trial: pruned where ASHA stopped, the loss where it completed
+    # (a pruned trial's value is Optuna's own: its last intermediate value)
     study = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'asha' / 'optuna.db'}")
-    states = pd.Series([t.state.name for t in study.trials]).value_counts().to_dict()
-    assert states.get("PRUNED", 0) == counts.get("early-stopped", 0)
-    assert states.get("COMPLETE", 0) == counts.get("completed", 0)
-    assert "RUNNING" not in states
+    assert [t.params["peak_lr"] for t in study.trials] == lrs
+    assert [t.state.name for t in study.trials] == ["PRUNED" if s == "early-stopped" else "COMPLETE" for s in expected]
+    completed = [i for i, s in enumerate(expected) if s == "completed"]
+    assert [study.trials[i].value for i in completed] == trials["best_val_loss"].iloc[completed].tolist()
 
 
 @pytest.mark.parametrize("mode", ["random", "quasi-random"])
