@@ -39,7 +39,7 @@ def start_ray(num_cpus: int = 2, worker_nice: int | None = None, **runtime_env) 
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                  logging_level="WARNING", runtime_env=runtime_env or None,
                  _system_config=None if worker_nice is None else {"worker_niceness": worker_nice})
 

@@ -1,17 +1,23 @@
-"""Issue 6, figure 5: GPU tokens/s and model-FLOPs utilisation (MFU) of gpt2-124m; GPU sharing.
+"""Issues 6 and 19: GPU tokens/s and model-FLOPs utilisation (MFU) of gpt2-124m; GPU sharing.
 
 gpu_mfu = achieved model FLOP/s / the GPU's peak dense bf16 FLOP/s, for the product's training
-loop (`Run.train`: bf16 autocast, fused AdamW) on gpt2-124m with the vocabulary padded to 50,304,
-attention forced onto SDPA's flash kernel, optionally `torch.compile`d (--compile). FLOPs per token
-= 6 x (parameters in matmuls: all but the two embedding tables) + 12 x layers x emb_dim x context
-(attention scores), as in nanoGPT / PaLM. Timed after warm-up steps (compilation, autotuning).
+loop (`Run.train`) on gpt2-124m at context 1024 with every engine setting of issue 19 on:
+`train.precision: bf16-mixed` (autocast, fp32 master weights), `train.compile` (eager is measured
+too), fused AdamW (the engine picks it where torch has it), `model.pad_vocab` (head and embedding
+50,304 rows; loss over the real 50,257), attention forced onto SDPA's flash kernel (fails loudly if
+flash cannot run), TF32 for what stays fp32. Dropout 0, as in nanoGPT's pretraining (and CPU's flash
+kernel has no dropout). FLOPs per token = 6 x (parameters in matmuls: all but the two embedding
+tables, unpadded) + 12 x layers x emb_dim x context (attention scores), as in nanoGPT / PaLM. Timed
+after warm-up steps (compilation, autotuning), evaluation excluded.
 
 GPU sharing: aggregate tokens/s of 4 tiny trials at 0.25 GPU each (one sweep) / one tiny trial alone.
 
-On a machine without CUDA it prints why, records gpu_mfu = null and exits 0.
+On a machine without CUDA it prints why, records gpu_mfu = null and exits 0. `--cpu-check` runs the
+same code path on CPU (nano, a few steps, every setting above on, bf16 emulated where the CPU lacks
+it) and records nothing; tests/test_engine.py runs it in CI.
 
-    python bench/gpu_mfu.py [--quick] [--compile] [--peak-tflops 989]
-    python bench/gpu_mfu.py --cpu-check    # run the same code on CPU (nano, 3 steps); records nothing
+    python bench/gpu_mfu.py [--quick] [--no-compile] [--peak-tflops 989]
+    python bench/gpu_mfu.py --cpu-check
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import argparse
 import dataclasses
 import shutil
 import time
-from contextlib import nullcontext
 
 import common
 import torch
@@ -36,40 +41,57 @@ def peak_flops(name: str) -> float | None:
     return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def flops_per_token(model, cfg) -> float:
-    matmul = model.num_params() - model.tok_emb.weight.numel() - model.pos_emb.weight.numel()
+def flops_per_token(cfg) -> float:
+    """Model FLOPs per trained token (the real vocabulary: padding rows are no model work)."""
+    from trainables.model import count_params
+
+    real = dataclasses.replace(cfg, pad_vocab=False)
+    matmul = count_params(real) - real.vocab_size * real.emb_dim - real.context_len * real.emb_dim
     return 6 * matmul + 12 * cfg.n_layers * cfg.emb_dim * cfg.context_len
 
 
-def measure_gpt2(*, device: str, preset: str, batch_size: int, warmup: int, steps: int, compile: bool) -> dict:
-    """tokens/s of Run.train over `steps` steps after `warmup` steps; evaluation only at the end."""
+def measure_gpt2(*, device: str, preset: str, batch_size: int, warmup: int, steps: int, compile: bool,
+                 tokens=None) -> dict:
+    """tokens/s of Run.train over `steps` steps after `warmup` steps, every issue-19 setting on.
+
+    The time is the second `Run.train` call's own: evaluation (at its end) excluded, warm-up
+    (compilation, autotuning, allocator growth) done by the first call.
+    """
     from trainables.config import EvalArgs, PretrainConfig, TrainArgs
     from trainables.corpus import load_tokens
     from trainables.model import preset_config
     from trainables.pretrain import Run
 
-    model_cfg = preset_config(preset, vocab_size=50304)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model_cfg = preset_config(preset, pad_vocab=True, dropout=0.0)
     cfg = PretrainConfig(model=model_cfg, preset=preset,
                          train=TrainArgs(batch_size=batch_size, num_epochs=10_000, warmup_steps=2, device=device,
-                                         max_tokens=(warmup + steps) * batch_size * model_cfg.context_len),
-                         eval=EvalArgs(eval_freq=10**9, eval_iter=1))
-    run = Run(cfg, load_tokens(None, log=None).tokens)
-    fpt = flops_per_token(run.model, model_cfg)
-    if compile:
-        run.model = torch.compile(run.model)
-    sdpa = nullcontext()
-    if device == "cuda":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        sdpa = sdpa_kernel(SDPBackend.FLASH_ATTENTION)  # fails loudly if flash cannot run
+                                         max_tokens=(warmup + steps) * batch_size * model_cfg.context_len,
+                                         precision="bf16-mixed", compile=compile),
+                         eval=EvalArgs(eval_freq=10**9, eval_iter=1, checkpoint_minutes=0))
+    torch.backends.cuda.matmul.allow_tf32 = True  # what stays fp32 (the loss's softmax is no matmul)
+    torch.backends.cudnn.allow_tf32 = True
+    run = Run(cfg, load_tokens(None, log=None).tokens if tokens is None else tokens)
     full_plan = run.plan
-    with sdpa:
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # fails loudly if flash cannot run
         run.plan = dataclasses.replace(full_plan, total_steps=warmup)  # warm-up: compile, autotune, allocator
         run.train(log=None)
         run.plan = full_plan
         summary = run.train(log=None)
-    return {"tokens_per_s": summary.tokens_per_second, "flops_per_token": fpt, "steps": steps,
-            "batch_size": batch_size, "compile": compile, "params": run.model.num_params() if not compile else None}
+    e = run.engine
+    return {"tokens_per_s": summary.tokens_per_second, "flops_per_token": flops_per_token(model_cfg),
+            "steps": steps, "batch_size": batch_size, "context_len": model_cfg.context_len,
+            "params": run.model.num_params(), "padded_vocab": model_cfg.padded_vocab,
+            "precision": e.precision, "compile": e.compile, "fused_adamw": e.fused_adamw,
+            "tf32": torch.backends.cuda.matmul.allow_tf32, "sdpa": "flash",
+            "state_keys_plain": not any(k.startswith("_orig_mod") for k in run.model.state_dict()),
+            "final_val_loss": summary.final_val_loss}
+
+
+def cpu_check(tokens=None) -> dict:
+    """The GPU path on CPU: nano, 2 warm-up steps (compilation) and 3 timed ones, every setting on."""
+    return measure_gpt2(device="cpu", preset="nano", batch_size=2, warmup=2, steps=3, compile=True, tokens=tokens)
 
 
 def measure_sharing(quick: bool) -> dict:
@@ -103,14 +125,17 @@ def measure_sharing(quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps, shorter sharing trials")
-    ap.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    ap.add_argument("--no-compile", action="store_true", help="measure eager only (default: eager and compiled)")
+    ap.add_argument("--compile", action="store_true", help=argparse.SUPPRESS)  # issue 6's flag: now the default
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak (default: by name)")
     ap.add_argument("--cpu-check", action="store_true", help="run the code path on CPU with nano; record nothing")
     args = ap.parse_args()
     if args.cpu_check:
-        got = measure_gpt2(device="cpu", preset="nano", batch_size=2, warmup=1, steps=3, compile=False)
-        print(f"cpu-check: nano {got['tokens_per_s']:,.0f} tokens/s, {got['flops_per_token'] / 1e6:.1f} MFLOP/token")
+        got = cpu_check()
+        print(f"cpu-check: nano {got['tokens_per_s']:,.0f} tokens/s, {got['flops_per_token'] / 1e6:.1f} MFLOP/token; "
+              f"precision {got['precision']}, compile {got['compile']}, fused AdamW {got['fused_adamw']}, "
+              f"vocab rows {got['padded_vocab']:,}, SDPA {got['sdpa']}, TF32 {got['tf32']}")
         return
     if not torch.cuda.is_available():
         print("no CUDA device here: gpu_mfu not measured; run `python bench/gpu_mfu.py` on a GPU machine")
@@ -120,7 +145,7 @@ def main() -> None:
     peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_flops(name)
     warmup, steps = (5, 20) if args.quick else (10, 50)
     results = {}
-    for compiled in ((False, True) if args.compile else (False,)):
+    for compiled in ((False,) if args.no_compile else (False, True)):
         got = measure_gpt2(device="cuda", preset="gpt2-124m", batch_size=args.batch_size, warmup=warmup,
                            steps=steps, compile=compiled)
         got["mfu"] = got["tokens_per_s"] * got["flops_per_token"] / peak if peak else None

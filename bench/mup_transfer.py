@@ -41,7 +41,7 @@ def main() -> None:
     from hpsearch.transfer import run_transfer
     from trainables.model import PRESETS
 
-    start_ray()
+    start_ray(worker_nice=0)  # Ray starts workers at nice 15: on a shared machine they would only get leftovers
     ctx = PRESETS[args.preset].context_len
     tokens = args.steps * args.batch * ctx
     name = f"mup-transfer{args.tag}{'-quick' if args.quick else ''}"

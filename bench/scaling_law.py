@@ -43,7 +43,7 @@ def main() -> None:
     from hpsearch.options import SweepOptions
     from hpsearch.scale import run_scale
 
-    start_ray()
+    start_ray(worker_nice=0)  # Ray starts workers at nice 15: on a shared machine they would only get leftovers
     name = f"scaling-law{args.tag}{'-quick' if args.quick else ''}"
     for d in (name, f"{name}-verify"):
         shutil.rmtree(RUNS_DIR / d, ignore_errors=True)

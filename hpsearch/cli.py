@@ -9,10 +9,27 @@ from pathlib import Path
 
 from hpsearch import __version__
 from hpsearch.cluster import register_cluster_commands
-from hpsearch.options import DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, parse_count, parse_list, sweep_dir_of
+from hpsearch.options import (DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, number, parse_count, parse_list,
+                              sweep_dir_of)
 from trainables.errors import HPSearchError
 from trainables.status import COMPLETED
 
+MAX_ERROR_CHARS = 2000
+"""The longest error line printed: a message never carries an unbounded user value, and this makes sure."""
+INTERRUPTED_EXIT = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the option, the value, the allowed range, and where help is (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see `{self.prog} --help`)\n")
+
+
+def one_line(message: object) -> str:
+    """A message as one bounded line (the CLI's last guard for what reaches the terminal)."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + f"... ({len(text):,} characters)"
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -35,6 +52,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from hpsearch.sweep import run_sweep
 
     outcome = run_sweep(SweepOptions.from_namespace(args))
+    if outcome.interrupted:
+        print(f"hpsearch: interrupted: {outcome.interrupted} trial(s) did not finish (results so far in "
+              f"{outcome.sweep_dir}); finish with `hpsearch sweep --name {outcome.name} --results-dir "
+              f"{outcome.sweep_dir.parent} --resume`", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0 if outcome.best is not None else 1
 
 
@@ -81,6 +103,11 @@ def cmd_results(args: argparse.Namespace) -> int:
     axes = list(meta.get("space", {}).get("axes", {}))
     print(res.leaderboard(trials, axes, top=args.top, sort=args.sort))
     print(res.summary_line(trials))
+    for line in meta.get("skipped") or []:
+        print(line)
+    if "interrupted" in meta:
+        print(f"interrupted: finish it with "
+              f"`hpsearch sweep --name {args.name} --results-dir {args.results_dir} --resume`")
     return 0
 
 
@@ -126,7 +153,7 @@ def register_sweep_commands(sub) -> None:
 
     p = sub.add_parser("results", help="leaderboard of a sweep")
     named(p)
-    p.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
+    p.add_argument("--top", type=number(int, low=1), default=10, help="rows to show (default 10)")
     p.add_argument("--sort", default="best_val_loss", help="column to sort by (default best_val_loss)")
     p.set_defaults(func=cmd_results)
 
@@ -138,7 +165,8 @@ def register_sweep_commands(sub) -> None:
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     g = p.add_argument_group("carry the tuned config to the run you will train")
     g.add_argument("--target-model", help="a model preset (e.g. gpt2-124m): width transfer, μP sweeps only")
-    g.add_argument("--target-width", type=int, help="the target emb_dim, keeping the proxy's depth and heads "
+    g.add_argument("--target-width", type=number(int, low=1),
+                   help="the target emb_dim, keeping the proxy's depth and heads "
                                                     "(μP sweeps only)")
     g.add_argument("--target-tokens", type=parse_count, help="the target's token budget (e.g. 10B): LR, batch, "
                                                              "warmup and steps from the budget-ladder fit "
@@ -150,12 +178,13 @@ def register_sweep_commands(sub) -> None:
                                    "and write transfer.csv/.json/.png: the best LR per width and its drift "
                                    "in octaves. Resumable with --name NAME --resume.")
     g = p.add_argument_group("the study")
-    g.add_argument("--widths", type=parse_list(int), help="emb_dim values, e.g. 64,128,256,512")
-    g.add_argument("--lrs", type=parse_list(float), help="peak learning rates, e.g. 1e-3,3e-3,1e-2,3e-2")
+    g.add_argument("--widths", type=parse_list(int, low=1), help="emb_dim values, e.g. 64,128,256,512")
+    g.add_argument("--lrs", type=parse_list(float, low=0, low_open=True),
+                   help="peak learning rates, e.g. 1e-3,3e-3,1e-2,3e-2")
     g.add_argument("--parametrizations", type=parse_list(str), default=["sp", "mup"],
                    help="sp, mup or both (default: sp,mup)")
-    g.add_argument("--base-width", type=int, help="μP base width (default: the narrowest width)")
-    g.add_argument("--seeds", type=parse_list(int), default=[0], help="training seeds per point (default: 0)")
+    g.add_argument("--base-width", type=number(int, low=1), help="μP base width (default: the narrowest width)")
+    g.add_argument("--seeds", type=parse_list(int, low=0), default=[0], help="training seeds per point (default: 0)")
     add_sweep_arguments(p, exclude=STUDY_EXCLUDES)
     p.set_defaults(func=cmd_transfer)
 
@@ -166,12 +195,13 @@ def register_sweep_commands(sub) -> None:
                                    "`hpsearch export NAME --target-tokens 10B`. Resumable with --resume.")
     g = p.add_argument_group("the ladder")
     g.add_argument("--budgets", type=parse_list(parse_count), help="token budgets per trial, e.g. 2e5,4e5,8e5,1.6e6")
-    g.add_argument("--lrs", type=parse_list(float), help="peak learning rates, e.g. 1e-3,2e-3,4e-3,8e-3,1.6e-2")
-    g.add_argument("--batch-sizes", type=parse_list(int), help="batch sizes in sequences, e.g. 4,8,16")
-    g.add_argument("--seeds", type=parse_list(int), default=[0, 1],
+    g.add_argument("--lrs", type=parse_list(float, low=0, low_open=True),
+                   help="peak learning rates, e.g. 1e-3,2e-3,4e-3,8e-3,1.6e-2")
+    g.add_argument("--batch-sizes", type=parse_list(int, low=1), help="batch sizes in sequences, e.g. 4,8,16")
+    g.add_argument("--seeds", type=parse_list(int, low=0), default=[0, 1],
                    help="training seeds per point; 2+ measure the noise that sets the near-optimal tolerance "
                         "(default: 0,1)")
-    g.add_argument("--warmup-fraction", type=float, default=0.05,
+    g.add_argument("--warmup-fraction", type=number(float, low=0, high=1, high_open=True), default=0.05,
                    help="warmup as a fraction of each run's steps (default: %(default)s)")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip training the held-out budget's predicted optimum")
@@ -180,8 +210,9 @@ def register_sweep_commands(sub) -> None:
 
     p = sub.add_parser("report", help="plots and checks of a finished sweep (HTML)")
     named(p)
-    p.add_argument("--reruns", type=int, default=0, help="rerun best and runner-up over N seeds")
-    p.add_argument("--top", type=int, default=5, help="trials in the curves plot")
+    p.add_argument("--reruns", type=number(int, low=0, high=100), default=0,
+                   help="rerun best and runner-up over N seeds")
+    p.add_argument("--top", type=number(int, low=1), default=5, help="trials in the curves plot")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tensorboard", help="print (or --launch) the TensorBoard command of a sweep")
@@ -191,7 +222,7 @@ def register_sweep_commands(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="hpsearch",
         description="Hyperparameter search for GPT-style LLM pretraining on Ray Tune.",
     )
@@ -203,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="pretraining config YAML (default: the tiny preset on the embedded corpus)")
     p.add_argument("--out", help="output directory for checkpoints and metrics (default results/pretrain/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--max-tokens", type=int, help="override train.max_tokens (a token budget)")
+    p.add_argument("--max-tokens", type=parse_count, help="override train.max_tokens (a token budget, e.g. 2e5)")
     p.set_defaults(func=cmd_pretrain)
 
     register_sweep_commands(sub)
@@ -222,11 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except HPSearchError as exc:
-        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        print(f"hpsearch: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hpsearch: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

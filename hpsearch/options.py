@@ -57,7 +57,7 @@ class SweepOptions:
     model: str = _opt("tiny", "model preset of every trial: nano, tiny, small, gpt2-124m, ... "
                               "(ignored when --config gives one)")
     config: str | None = _opt(None, "a pretraining config YAML every trial starts from (space values override it)")
-    seed: int = _opt(0, "seed of the search algorithm", low=0, kind=int)
+    seed: int = _opt(0, "seed of the search algorithm", low=0, high=2**32 - 1, kind=int)
     # -- budget and early stopping
     num_samples: int | None = _opt(None, "trials to sample (default 12; grid: repeats of each point, default 1)",
                                    group=BUDGET, low=1, kind=int)
@@ -100,6 +100,10 @@ class SweepOptions:
         problems = [p for f in fields(self) if (p := range_problem(f, getattr(self, f.name)))]
         if self.name is not None and (not NAME_RE.match(self.name) or ".." in self.name):
             problems.append(name_problem(self.name))
+        if isinstance(self.gpus_per_trial, (int, float)) and self.gpus_per_trial > 1 \
+                and self.gpus_per_trial != int(self.gpus_per_trial):
+            problems.append(f"--gpus-per-trial {self.gpus_per_trial:g}: above 1 a trial trains data-parallel with "
+                            "one worker per GPU, so it must be a whole number; use a fraction below 1, 1, or 2, 3, ...")
         if problems:
             raise SweepError("; ".join(problems))
 
@@ -115,6 +119,11 @@ class SweepOptions:
         """Options from a sweep.json record (keys this version does not know are ignored)."""
         names = {f.name for f in fields(cls)}
         return cls(**{**{k: v for k, v in saved.items() if k in names}, **overrides})
+
+
+def num(value: float) -> str:
+    """A number for a message: integers in full (4294967295, not 4.29497e+09), others compact."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e16 else f"{value:g}"
 
 
 def flag(name: str) -> str:
@@ -141,7 +150,7 @@ def range_problem(f, value: Any) -> str | None:
         return f"{flag(f.name)} {str(value)[:100]!r}: must be {'an integer' if kind is int else 'a finite number'}"
     low, high = m["low"], m["high"]
     if (low is not None and (value < low or (m["low_open"] and value == low))) or (high is not None and value > high):
-        return f"{flag(f.name)} {value:g}: must be {describe_range(f)}"
+        return f"{flag(f.name)} {num(value)}: must be {describe_range(f)}"
     return None
 
 
@@ -149,10 +158,10 @@ def describe_range(f) -> str:
     m = f.metadata
     low, high = m["low"], m["high"]
     if low is not None and high is not None:
-        return f"between {low:g} and {high:g}"
+        return f"between {num(low)} and {num(high)}"
     if low is not None:
-        return f"{'>' if m['low_open'] else '>='} {low:g}"
-    return f"<= {high:g}"
+        return f"{'>' if m['low_open'] else '>='} {num(low)}"
+    return f"<= {num(high)}"
 
 
 def _parser_type(f):
@@ -167,7 +176,7 @@ def _parser_type(f):
                 f"{text[:100]!r} is not {'an integer' if kind is int else 'a number'}") from None
         problem = range_problem(f, value)
         if problem:
-            raise argparse.ArgumentTypeError(problem.split(": ", 1)[1] + f", got {value:g}")
+            raise argparse.ArgumentTypeError(problem.split(": ", 1)[1] + f", got {num(value)}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
@@ -203,6 +212,42 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, 
             g.add_argument(flag(f.name), **kw)
 
 
+def number(kind: type, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False):
+    """argparse type for a numeric flag outside :class:`SweepOptions`: parsed and range-checked at parse time.
+
+    ``number(int, low=1)`` refuses ``0`` with "must be >= 1, got 0" (argparse adds the flag's name).
+    """
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text[:100]!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text[:100]}")
+        if _outside(value, low, high, low_open, high_open):
+            raise argparse.ArgumentTypeError(f"must be {_range_words(low, high, low_open, high_open)}, "
+                                             f"got {num(value)}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _outside(value: float, low: float | None, high: float | None, low_open: bool, high_open: bool = False) -> bool:
+    return not math.isfinite(value) or (low is not None and (value < low or (low_open and value == low))) \
+        or (high is not None and (value > high or (high_open and value == high)))
+
+
+def _range_words(low: float | None, high: float | None, low_open: bool, high_open: bool = False) -> str:
+    lower = f"{'>' if low_open else '>='} {num(low)}" if low is not None else ""
+    upper = f"{'<' if high_open else '<='} {num(high)}" if high is not None else ""
+    if lower and upper:
+        return f"between {num(low)} and {num(high)}" if not (low_open or high_open) else f"{lower} and {upper}"
+    return lower or upper or "a finite number"
+
+
 def smoke_options(opts: SweepOptions) -> SweepOptions:
     """--smoke-test: the real loop on the smallest model and budget, in well under a minute."""
     return replace(opts, space="smoke" if opts.space == "demo" else opts.space,
@@ -210,6 +255,17 @@ def smoke_options(opts: SweepOptions) -> SweepOptions:
                    max_tokens_per_trial=opts.max_tokens_per_trial or 2048,
                    num_samples=opts.num_samples or (1 if opts.mode == "grid" or opts.space == "demo" else 4),
                    eval_freq=opts.eval_freq or 4, eval_iter=opts.eval_iter or 1)
+
+
+def smoke_overrides(opts: SweepOptions) -> list[str]:
+    """What --smoke-test changes, as 'flag: before -> after' (printed, so no explicit value is replaced silently)."""
+    smoke = smoke_options(opts)
+    return [f"{flag(f.name)} {_shown(getattr(opts, f.name))} -> {_shown(getattr(smoke, f.name))}"
+            for f in fields(SweepOptions) if getattr(opts, f.name) != getattr(smoke, f.name)]
+
+
+def _shown(value: Any) -> str:
+    return "(default)" if value is None else str(value)
 
 
 def validate_name(name: str) -> str:
@@ -224,6 +280,8 @@ def sweep_name(opts: SweepOptions) -> str:
         opts = smoke_options(opts)
     if opts.name:
         return validate_name(opts.name)
+    if opts.resume:  # a made-up name would name no sweep
+        raise SweepError("--resume needs --name NAME, the sweep to continue (see the directories under --results-dir)")
     stem = Path(opts.space).stem if opts.space.endswith((".yaml", ".yml")) else opts.space
     return validate_name(f"{stem}-{opts.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
@@ -247,8 +305,8 @@ def parse_count(text: str) -> int:
     return int(value)
 
 
-def parse_list(kind):
-    """argparse type for comma-separated lists: '1e-3,3e-3' -> [0.001, 0.003]."""
+def parse_list(kind, *, low: float | None = None, high: float | None = None, low_open: bool = False):
+    """argparse type for comma-separated lists: '1e-3,3e-3' -> [0.001, 0.003]; numbers range-checked."""
     def parse(text: str) -> list:
         try:
             items = [kind(part) for part in text.split(",") if part.strip()]
@@ -257,6 +315,11 @@ def parse_list(kind):
                                              f"{'integers' if kind is int else 'numbers' if kind is float else 'values'}") from None
         if not items:
             raise argparse.ArgumentTypeError("the list is empty")
+        if kind in (int, float):
+            bad = [v for v in items if _outside(v, low, high, low_open)]
+            if bad:
+                raise argparse.ArgumentTypeError(f"every value must be {_range_words(low, high, low_open)}, "
+                                                 f"got {num(bad[0])}")
         return items
 
     parse.__name__ = "list"

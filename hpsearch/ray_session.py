@@ -1,10 +1,18 @@
 """The Ray the sweep runs on: a local one bound to 127.0.0.1, or an existing cluster, checked first.
 
+A local Ray listens on loopback only. Ray 2.60 turns a node address of 127.0.0.1 into the machine's
+outward IP (``resolve_ip_for_localhost``) unless it runs in its single-machine mode, the one it uses
+on macOS and Windows (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), and its gRPC servers (GCS, raylet,
+object manager, dashboard and runtime-env agents, every worker) bind to all interfaces unless the node
+address is loopback. :func:`loopback_only` switches that mode on while the local Ray starts: every
+listener then binds to 127.0.0.1 (measured by tests/test_hardening.py from /proc/net/tcp*).
+
 Ray is imported inside the functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -27,7 +35,7 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
         try:  # ship the project: trials on every node run this code
             ray.init(address=address, runtime_env=driver_runtime_env(), logging_level="WARNING")
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise SweepError(f"--address {address}: no Ray cluster answered ({first_line(exc, limit=200)}); start one with "
+            raise SweepError(f"--address {address[:200]}: no Ray cluster answered ({first_line(exc, limit=200)}); start one with "
                              "`ray start --head` or check the address and RAY_AUTH_MODE=token") from None
         log(f"connected to the Ray cluster at {address}")
         return
@@ -36,11 +44,38 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
             "the cluster token can run code on this machine. Ray's token auth is its only protection.")
     # address="local": always a fresh Ray of our own; a bare ray.init() would join any cluster that
     # someone started with `ray start` on this machine
-    ctx = ray.init(address="local", include_dashboard=dashboard,
-                   dashboard_host=dashboard_host if dashboard else "127.0.0.1",
-                   _node_ip_address="127.0.0.1", logging_level="WARNING")
+    with loopback_only():
+        ctx = ray.init(address="local", include_dashboard=dashboard,
+                       dashboard_host=dashboard_host if dashboard else "127.0.0.1",
+                       _node_ip_address="127.0.0.1", logging_level="WARNING")
     if dashboard and getattr(ctx, "dashboard_url", None):
         log(f"Ray dashboard: http://{ctx.dashboard_url}")
+
+
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def loopback_only():
+    """Start a local Ray in Ray's single-machine mode: node address 127.0.0.1, every listener on loopback.
+
+    The variable reaches the processes Ray starts meanwhile (GCS, raylet, agents; workers inherit the
+    raylet's environment); Ray's own constant is read when Ray is imported, so it is set too. Both are
+    restored afterwards: this process may later join a real cluster.
+    """
+    from ray._private import ray_constants
+
+    before_env, before_const = os.environ.get(SINGLE_MACHINE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before_const
+        if before_env is None:
+            os.environ.pop(SINGLE_MACHINE_ENV, None)
+        else:
+            os.environ[SINGLE_MACHINE_ENV] = before_env
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -52,8 +87,9 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
     try:
         socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
     except (OSError, ValueError) as exc:
-        raise SweepError(f"--address {address}: nothing answers there ({exc.__class__.__name__}: "
-                         f"{exc}); start the head with `ray start --head --port PORT` or fix the address") from None
+        raise SweepError(f"--address {address[:200]}: nothing answers there ({exc.__class__.__name__}: "
+                         f"{first_line(exc, limit=200)}); start the head with `ray start --head --port PORT` or fix "
+                         "the address") from None
 
 
 def check_resources(cpus: float, gpus: float) -> None:

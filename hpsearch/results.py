@@ -1,6 +1,7 @@
 """A sweep's results: one pandas row per trial, every trial's curve, the leaderboard.
 
-Statuses: completed, early-stopped (stopped by the scheduler), diverged, errored, skipped-invalid.
+Statuses: completed, early-stopped (stopped by the scheduler), diverged, errored, skipped-invalid,
+interrupted (Ctrl-C stopped the sweep while the trial ran; ``--resume`` reruns it).
 Best = the lowest *best-over-training* validation loss among completed and early-stopped trials.
 (Tune's ``get_best_result`` looks at the last report and silently drops NaN trials; not used.)
 """
@@ -15,8 +16,9 @@ import numpy as np
 import pandas as pd
 
 from trainables.files import atomic_write
-from trainables.errors import SweepError
-from trainables.status import COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, RANKED, RUNNING, SKIPPED, STATUSES  # noqa: F401
+from trainables.errors import SweepError, brief
+from trainables.status import (COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, INTERRUPTED, RANKED,  # noqa: F401
+                               RUNNING, SKIPPED, STATUSES)
 
 CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
 REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s")
@@ -24,13 +26,14 @@ METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_t
                   "tokens_seen", "steps", "wall_time_s", "cpus", "gpus", "error"]
 
 
-def trial_status(last: dict, error: object) -> str:
+def trial_status(last: dict, error: object, finished: bool = True) -> str:
+    """The results table's status; ``finished`` False: Tune stopped the trial on Ctrl-C (see hpsearch.finished)."""
     if error is not None:
         return ERRORED
     status = last.get("hp_status")
     if status in (COMPLETED, DIVERGED, SKIPPED):
         return status
-    return EARLY_STOPPED
+    return EARLY_STOPPED if finished else INTERRUPTED
 
 
 def _error_line(error: object) -> str:
@@ -38,8 +41,13 @@ def _error_line(error: object) -> str:
     return lines[-1][:300] if lines else type(error).__name__
 
 
-def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, curves) from a Tune ResultGrid; rows sorted by trial id so reruns compare equal."""
+def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
+            finished: set[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, curves) from a Tune ResultGrid; rows sorted by trial id so reruns compare equal.
+
+    ``finished``: the ids of the trials that really ended (hpsearch.finished); the others were
+    interrupted. None: unknown, every trial counts as finished.
+    """
     rows, curves = [], []
     for result in result_grid:
         last = dict(result.metrics or {})
@@ -54,7 +62,8 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float) -> tuple[
             h.insert(0, "trial_id", trial_id)
             evals = h
         curves.append(evals)
-        status = trial_status(last, result.error)
+        ended = finished is None or last.get("trial_id") in finished or Path(result.path).name in finished
+        status = trial_status(last, result.error, ended)
         finite = evals["val_loss"].astype(float) if len(evals) else pd.Series(dtype=float)
         if len(finite):
             best_i = finite.idxmin()
@@ -157,7 +166,7 @@ def summary_line(trials: pd.DataFrame) -> str:
 
 def leaderboard(trials: pd.DataFrame, axes: list[str], *, top: int = 10, sort: str = "best_val_loss") -> str:
     if sort not in trials.columns:
-        raise SweepError(f"cannot sort by '{sort}'; choose one of: {', '.join(trials.columns)}")
+        raise SweepError(f"cannot sort by {brief(sort, limit=60)}; choose one of: {', '.join(trials.columns)}")
     board = trials.copy()
     board["_rank"] = ~board["status"].isin(RANKED)
     board = board.sort_values(["_rank", sort, "trial_id"], kind="stable").head(top)

@@ -3,9 +3,12 @@
     opts = SweepOptions(space="demo", mode="optuna-asha", num_samples=12)
     outcome = run_sweep(opts)          # results/<name>/{trials.parquet, curves.parquet, best_config.yaml, ...}
 
-`run_sweep` reads as its steps: plan (validate the options, load the space, build the base config,
-tokenize the corpus), start Ray, record the sweep, build the tuner (trainable, searcher, scheduler),
-run it, collect the results. Where a hyperparameter comes from: the space (or ``--config`` / the
+`run_sweep` reads as its steps: plan (validate the options, the space, the scheduler's arguments, build
+the base config, tokenize the corpus), start Ray, record the sweep, build the tuner (trainable,
+searcher, scheduler), run it, collect the results. Nothing is written before the plan and the cluster
+check pass; a sweep that fails before Tune starts leaves no record, and a name whose sweep never
+started a trial can simply be run again. Trials cut off by Ctrl-C are ``interrupted`` (never ranked;
+``--resume`` reruns them). Where a hyperparameter comes from: the space (or ``--config`` / the
 model preset for fixed values) -> :func:`base_config` -> each trial's ``config`` dict ->
 ``PretrainConfig.with_hparams`` in the trainable -> ``Run`` builds the optimizer from it.
 """
@@ -25,16 +28,17 @@ import numpy as np
 import pandas as pd
 
 from hpsearch import results as res
-from hpsearch.options import SweepOptions, smoke_options, sweep_dir_of, sweep_name
+from hpsearch.options import SweepOptions, flag, smoke_options, smoke_overrides, sweep_dir_of, sweep_name
 from hpsearch.ray_session import check_resources, ensure_ray
+from hpsearch.skips import skip_lines
 from search_spaces import Space, get_space, parse_space
 from trainables.config import EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_tokens
-from trainables.errors import SweepError
+from trainables.errors import SweepError, first_line
 from trainables.files import atomic_write_text
 from trainables.model import preset_config
 from trainables.pretrain import plan_run
-from trainables.status import METRIC
+from trainables.status import INTERRUPTED, METRIC
 
 RESUMABLE_OPTIONS = frozenset({"address", "max_concurrent", "dashboard", "dashboard_host", "verbose",
                                "results_dir", "storage"})
@@ -51,6 +55,10 @@ class SweepOutcome:
     best_config: Path | None
     wall_time_s: float
     axes: list[str] = field(default_factory=list)
+    interrupted: int = 0
+    """Trials Ctrl-C cut off (status 'interrupted'); `--resume` reruns them."""
+    skips: list[str] = field(default_factory=list)
+    """Skipped trials counted per reason, each with its fix (hpsearch.skips)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,8 @@ class SweepPlan:
     corpus_key: str
     max_t: int
     num_samples: int
+    rerun: bool = False
+    """The name's earlier sweep never started a trial: its leftovers are replaced."""
 
     @property
     def axes(self) -> list[str]:
@@ -111,39 +121,121 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
 
     ``space`` runs a space built in code (the transfer and scaling studies) instead of ``opts.space``.
     """
+    if opts.resume and not opts.name:
+        raise SweepError(resumable_sweeps(opts.results_dir))
     if opts.smoke_test:
+        changes = smoke_overrides(opts)
+        if changes:
+            log(f"--smoke-test overrides: {'; '.join(changes)}")
         opts = smoke_options(opts)
     name = sweep_name(opts)
     sweep_dir = sweep_dir_of(name, opts.results_dir)
+    rerun = False
     if opts.resume:
         record = sweep_dir / "sweep.json"
         if not record.is_file():
             raise SweepError(f"--resume: no sweep named '{name}' in {sweep_dir.parent} "
                              "(nothing to resume); start it without --resume")
-        meta = json.loads(record.read_text())
+        meta = read_record(record)
         opts = SweepOptions.from_record(meta["options"], **{k: getattr(opts, k) for k in RESUMABLE_OPTIONS},
                                         resume=True, name=name)
         space = parse_space(meta["space"], source=str(record))
+        if not tune_started(sweep_dir, tune_dir_of(opts, name, sweep_dir)):
+            log(f"sweep '{name}' never started a trial; starting it from its record")
+            opts, rerun = replace(opts, resume=False), True
     else:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
-            raise SweepError(f"sweep '{name}' already exists in {sweep_dir}; pass --resume to continue it, "
-                             "or choose another --name")
+            if tune_started(sweep_dir, tune_dir_of(opts, name, sweep_dir)):
+                raise SweepError(f"sweep '{name}' already exists in {sweep_dir}; pass --resume to continue it, "
+                                 "or choose another --name")
+            log(f"sweep '{name}' never started a trial; starting it again")
+            rerun = True
         if space is None:
             space = get_space(opts.space)
         else:  # the record names it; its axes and fixed values are in sweep.json
             opts = replace(opts, space=space.name)
+    base = base_config(opts, space)  # reads --config: every file the user gave is checked before Ray is imported
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
-    base = base_config(opts, space)
     corpus = load_tokens(base.data.path, pattern=base.data.pattern, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
     # the corpus must hold a window in each split; per-trial misfits (a batch larger than the data,
     # warmup longer than the run) are the trial's own 'skipped-invalid'
     plan_run(base.with_hparams({"batch_size": 1, "warmup_steps": 0}), len(tokens), source=corpus.source)
-    tune_dir = f"{opts.storage.rstrip('/')}/{name}" if opts.storage else str(sweep_dir / "tune")
-    return SweepPlan(opts=opts, name=name, sweep_dir=sweep_dir, tune_dir=tune_dir, space=space, base=base,
-                     tokens=tokens, corpus_source=corpus.source, corpus_key=corpus.key,
-                     max_t=max_trial_tokens(base, space, len(tokens)),
-                     num_samples=opts.num_samples or (1 if opts.mode == "grid" else 12))
+    max_t = max_trial_tokens(base, space, len(tokens))
+    check_search(opts, max_t)
+    return SweepPlan(opts=opts, name=name, sweep_dir=sweep_dir, tune_dir=tune_dir_of(opts, name, sweep_dir),
+                     space=space, base=base, tokens=tokens, corpus_source=corpus.source, corpus_key=corpus.key,
+                     max_t=max_t, num_samples=opts.num_samples or (1 if opts.mode == "grid" else 12), rerun=rerun)
+
+
+def check_search(opts: SweepOptions, max_t: int) -> None:
+    """The scheduler's and searcher's arguments, checked before anything is written (Ray only asserts)."""
+    asha = {"grace_tokens": None, "reduction_factor": SweepOptions.__dataclass_fields__["reduction_factor"].default}
+    if opts.mode != "optuna-asha":
+        given = [flag(k) for k, default in asha.items() if getattr(opts, k) != default]
+        if given:
+            raise SweepError(f"{' and '.join(given)} set ASHA early stopping, which only --mode optuna-asha uses "
+                             f"(this sweep is --mode {opts.mode}); drop {'them' if len(given) > 1 else 'it'} or use "
+                             "--mode optuna-asha")
+    elif opts.grace_tokens is not None and opts.grace_tokens > max_t:
+        raise SweepError(f"--grace-tokens {opts.grace_tokens:,} exceeds the per-trial budget of {max_t:,} tokens "
+                         f"(ASHA's max_t); use --grace-tokens <= {max_t:,} or raise --max-tokens-per-trial")
+
+
+def tune_dir_of(opts: SweepOptions, name: str, sweep_dir: Path) -> str:
+    return f"{opts.storage.rstrip('/')}/{name}" if opts.storage else str(sweep_dir / "tune")
+
+
+def tune_started(sweep_dir: Path, tune_dir: str) -> bool:
+    """Whether the sweep got as far as Tune's first saved state (then --resume can continue it)."""
+    if (sweep_dir / "trials.parquet").is_file():
+        return True
+    if "://" not in tune_dir:
+        return any(Path(tune_dir).glob("experiment_state-*.json"))
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(tune_dir)
+        return any(Path(i.path).name.startswith("experiment_state-")
+                   for i in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
+    except Exception:  # storage unreachable: assume it holds state, so nothing is overwritten
+        return True
+
+
+def read_record(record: Path) -> dict:
+    """A sweep.json, or a one-line SweepError naming it."""
+    try:
+        meta = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SweepError(f"{record}: cannot be read ({first_line(exc, limit=120)}); restore it or start the "
+                         "sweep again under a new --name") from None
+    if not (isinstance(meta, dict) and isinstance(meta.get("options"), dict) and isinstance(meta.get("space"), dict)):
+        raise SweepError(f"{record}: not a sweep record (no options or space); start the sweep under a new --name")
+    return meta
+
+
+def resumable_sweeps(results_dir: str | Path) -> str:
+    """The message for --resume without --name: which sweeps in ``results_dir`` can be resumed."""
+    root = Path(results_dir)
+    found = []
+    for record in sorted(root.glob("*/sweep.json")):
+        try:
+            meta = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and "finished" not in meta:
+            found.append(f"{record.parent.name} ({'interrupted' if 'interrupted' in meta else 'unfinished'})")
+    if not found:
+        return (f"--resume needs --name NAME, the sweep to continue; no sweep in {root} is unfinished "
+                "(start a new one without --resume)")
+    shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+    example = found[0].split(" ", 1)[0]
+    return (f"--resume needs --name NAME, the sweep to continue; unfinished in {root}: {shown}; "
+            f"e.g. hpsearch sweep --name {example} --resume")
+
+
+RECORD_FILES = ("sweep.json", "space.yaml", "optuna.db")
+"""What a sweep writes into its directory before Tune starts (removed again if it never starts)."""
 
 
 def record_sweep(plan: SweepPlan) -> None:
@@ -151,6 +243,8 @@ def record_sweep(plan: SweepPlan) -> None:
     if plan.opts.resume:
         return
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
+    if plan.rerun:  # the study of a sweep that never started holds nothing worth keeping
+        (plan.sweep_dir / "optuna.db").unlink(missing_ok=True)
     meta = {
         "name": plan.name, "mode": plan.opts.mode, "metric": METRIC,
         "space": plan.space.to_dict(), "base_config": plan.base.to_dict(), "options": asdict(plan.opts),
@@ -192,10 +286,30 @@ def make_trainable(plan: SweepPlan):
     return trainable, o.max_concurrent or max(1, int(ray.cluster_resources().get("GPU", 0)) // n)
 
 
+def forget_sweep(plan: SweepPlan) -> None:
+    """Undo :func:`record_sweep` for a sweep that failed before Tune started: the name stays free.
+
+    Only the files hpsearch wrote are removed, and a directory only when it is then empty. The record of
+    a sweep that was there before (a rerun) is kept: that name can be run again as it is.
+    """
+    if plan.opts.resume or plan.rerun or tune_started(plan.sweep_dir, plan.tune_dir):
+        return
+    for name in RECORD_FILES:
+        (plan.sweep_dir / name).unlink(missing_ok=True)
+    if "://" not in plan.tune_dir:
+        (Path(plan.tune_dir) / "tuner.pkl").unlink(missing_ok=True)
+    for d in (Path(plan.tune_dir), plan.sweep_dir):
+        try:
+            d.rmdir()  # only if empty
+        except OSError:
+            pass
+
+
 def make_tuner(plan: SweepPlan):
     """A new Tuner (searcher, scheduler, storage), or the sweep's own Tune state restored for --resume."""
     from ray import tune
 
+    from hpsearch.finished import FinishedTrials
     from hpsearch.searchers import make_search
 
     o = plan.opts
@@ -203,7 +317,7 @@ def make_tuner(plan: SweepPlan):
     if o.resume:
         if not tune.Tuner.can_restore(plan.tune_dir):
             raise SweepError(f"--resume: {plan.tune_dir} holds no Tune state (the sweep never started trials); "
-                             "start it again without --resume under a new --name")
+                             "start it again without --resume")
         # Tuner.restore unpickles the experiment state: only ever restore the sweep's own storage.
         return tune.Tuner.restore(plan.tune_dir, trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, restart_errored=False)
@@ -224,28 +338,37 @@ def make_tuner(plan: SweepPlan):
             name=experiment, storage_path=storage_path, verbose=o.verbose,
             failure_config=tune.FailureConfig(max_failures=o.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[FinishedTrials(plan.tune_dir)],
         ),
     )
 
 
 def collect_results(plan: SweepPlan, result_grid, *, wall_s: float) -> SweepOutcome:
-    """trials/curves tables, best_config.yaml and the finished record in sweep.json."""
+    """trials/curves tables, best_config.yaml and the finished (or interrupted) record in sweep.json."""
     from hpsearch.export import export_native
+    from hpsearch.finished import progress_of
 
+    progress = progress_of(plan.tune_dir)
     trials, curves = res.collect(result_grid, plan.axes, cpus=plan.opts.cpus_per_trial,
-                                 gpus=plan.opts.gpus_per_trial)
+                                 gpus=plan.opts.gpus_per_trial,
+                                 finished=progress.finished if progress.stepped else None)
     res.save(plan.sweep_dir, trials, curves)
+    interrupted = int((trials["status"] == INTERRUPTED).sum())
     best = res.best_trial(trials)
     best_path = None
-    if best is not None:
+    if best is not None and not interrupted:  # an interrupted sweep has no answer yet
         best_path = plan.sweep_dir / "best_config.yaml"
         atomic_write_text(best_path, export_native(plan.base, best, plan.axes))
+    skips = skip_lines(trials, plan.base, len(plan.tokens), plan.axes)
     record = json.loads((plan.sweep_dir / "sweep.json").read_text())
-    record.update({"finished": _now(), "wall_time_s": round(wall_s, 1),
+    for key in ("finished", "interrupted"):
+        record.pop(key, None)
+    record.update({"interrupted" if interrupted else "finished": _now(), "wall_time_s": round(wall_s, 1),
                    "best_trial": None if best is None else str(best["trial_id"]),
-                   "summary": res.summary_line(trials)})
+                   "summary": res.summary_line(trials), "skipped": skips})
     atomic_write_text(plan.sweep_dir / "sweep.json", json.dumps(record, indent=2))
-    return SweepOutcome(plan.name, plan.sweep_dir, trials, curves, best, best_path, wall_s, plan.axes)
+    return SweepOutcome(plan.name, plan.sweep_dir, trials, curves, best, best_path, wall_s, plan.axes,
+                        interrupted=interrupted, skips=skips)
 
 
 def describe(plan: SweepPlan) -> list[str]:
@@ -268,15 +391,27 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     ensure_ray(address=o.address, dashboard=o.dashboard, dashboard_host=o.dashboard_host, log=log)
     check_resources(o.cpus_per_trial, o.gpus_per_trial)
     record_sweep(plan)
-    tuner = make_tuner(plan)
+    try:
+        tuner = make_tuner(plan)
+    except BaseException:
+        forget_sweep(plan)
+        raise
     for line in describe(plan):
         log(line)
+    from hpsearch.finished import begin  # imports Ray: only once the sweep is known to start
+
+    begin(plan.tune_dir)
     outcome = collect_results(plan, tuner.fit(), wall_s=time.perf_counter() - t0)
     log("")
     log(res.leaderboard(outcome.trials, plan.axes, top=10))
     log(res.summary_line(outcome.trials))
+    for line in outcome.skips:
+        log(line)
     log(f"sweep wall time {outcome.wall_time_s:.0f} s; results in {plan.sweep_dir}")
-    if outcome.best_config:
+    if outcome.interrupted:
+        log(f"interrupted: {outcome.interrupted} trial(s) did not finish and rank nowhere; finish them with "
+            f"`hpsearch sweep --name {plan.name} --results-dir {plan.sweep_dir.parent} --resume`")
+    elif outcome.best_config:
         log(f"best config: {outcome.best_config}  (run it: hpsearch pretrain --config {outcome.best_config})")
     return outcome
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-import yaml
-
 from search_spaces.spec import BUILTIN, Space, load_space, parse_space
-from trainables.errors import SpaceError, did_you_mean
+from trainables.errors import SpaceError, brief, did_you_mean
+from trainables.files import parse_yaml
 
 
 def builtin_spaces() -> list[Space]:
     """Every built-in space, sorted by name."""
     found = [f for f in files(__package__).iterdir() if f.name.endswith(".yaml")]
-    spaces = [parse_space(yaml.safe_load(f.read_text(encoding="utf-8")), BUILTIN) for f in found]
+    spaces = [parse_space(parse_yaml(f.read_text(encoding="utf-8"), source=f"built-in space file {f.name}",
+                                     error=SpaceError), BUILTIN) for f in found]
     return sorted(spaces, key=lambda s: s.name)
 
 
@@ -24,7 +24,12 @@ def get_space(name_or_path: str) -> Space:
     if name_or_path in builtins:
         return builtins[name_or_path]
     p = Path(name_or_path)
-    if p.exists() or p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
+    try:
+        exists = p.exists()
+    except OSError:  # e.g. a name longer than the file system allows
+        exists = False
+    if exists or p.suffix in (".yaml", ".yml") or len(p.parts) > 1:
         return load_space(p)
-    raise SpaceError(f"unknown search space '{name_or_path}'{did_you_mean(name_or_path, builtins)}; "
+    raise SpaceError(f"unknown search space {brief(name_or_path, limit=60)}"
+                     f"{did_you_mean(name_or_path[:60], builtins)}; "
                      f"built-ins: {', '.join(builtins)}; or pass a path to a YAML file")

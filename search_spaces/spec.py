@@ -19,16 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from search_spaces.checks import coerce, parse_axis, unknown_name
 from search_spaces.dists import DISTS, MODES, Choice, Dist, Grid, IntRange, LogUniform, Uniform, plain
 from trainables.config import AXES
-from trainables.files import read_yaml
-from trainables.errors import SpaceError, did_you_mean
+from trainables.errors import SpaceError, brief, did_you_mean
+from trainables.files import dump_yaml, read_yaml
 
 BUILTIN = "built-in"
 TOP_KEYS = ("name", "description", "axes", "fixed")
+MAX_PROBLEMS = 12
+"""Problems listed in one error; the rest are counted (a message stays one readable line)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ class Space:
         }
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return dump_yaml(self.to_dict())
 
 
 DISTS_ORDER = ("loguniform", "uniform", "int", "choice", "grid")
@@ -116,25 +116,26 @@ def parse_space(raw: Any, source: str = "space") -> Space:
     where = f"built-in space '{raw.get('name')}'" if source == BUILTIN and isinstance(raw, dict) else source
     if not isinstance(raw, dict):
         raise SpaceError(f"{where}: expected a mapping with keys {', '.join(TOP_KEYS)}, "
-                         f"got {type(raw).__name__}")
-    problems = [f"unknown top-level key '{key}'{did_you_mean(str(key), TOP_KEYS)}; "
+                         f"got {type(raw).__name__} {brief(raw, limit=40)}")
+    problems = [f"unknown top-level key {brief(key, limit=40)}{did_you_mean(str(key)[:40], TOP_KEYS)}; "
                 f"allowed: {', '.join(TOP_KEYS)}" for key in raw if key not in TOP_KEYS]
     name, description = raw.get("name"), raw.get("description") or ""
     if not isinstance(name, str) or not name.strip():
-        problems.append(f"'name' must be a non-empty string, got {name!r}")
+        problems.append(f"'name' must be a non-empty string, got {brief(name)}")
     if not isinstance(description, str):
-        problems.append(f"'description' must be a string, got {description!r}")
+        problems.append(f"'description' must be a string, got {brief(description)}")
     axes = _parse_axes(raw.get("axes"), problems)
     fixed = _parse_fixed(raw.get("fixed"), raw.get("axes"), problems)
     if problems:
-        raise SpaceError(f"{where}: " + "; ".join(problems))
+        more = f"; and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+        raise SpaceError(f"{where}: " + "; ".join(problems[:MAX_PROBLEMS]) + more)
     return Space(name=name, description=description, axes=axes, fixed=fixed, source=source)
 
 
 def _parse_axes(body: Any, problems: list[str]) -> dict[str, Dist]:
     if not isinstance(body, dict) or not body:
         problems.append(f"'axes' must be a non-empty mapping of hyperparameter -> distribution, "
-                        f"e.g. axes: {{peak_lr: {{loguniform: [1.0e-4, 1.0e-2]}}}}; got {body!r}")
+                        f"e.g. axes: {{peak_lr: {{loguniform: [1.0e-4, 1.0e-2]}}}}; got {brief(body)}")
         return {}
     axes = {}
     for axis, spec in body.items():
@@ -153,7 +154,7 @@ def _parse_fixed(body: Any, axes: Any, problems: list[str]) -> dict[str, Any]:
         return {}
     if not isinstance(body, dict):
         problems.append(f"'fixed' must be a mapping of hyperparameter -> value, e.g. fixed: {{num_epochs: 2}}; "
-                        f"got {body!r}")
+                        f"got {brief(body)}")
         return {}
     fixed = {}
     for key, value in body.items():

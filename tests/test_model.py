@@ -41,3 +41,45 @@ def test_invalid_shapes_are_config_errors():
         GPT(preset_config("tiny", emb_dim=65))
     with pytest.raises(ConfigError, match="did you mean 'tiny'"):
         PretrainConfig.from_dict({"model": {"preset": "tinny"}})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16-mixed"])
+@pytest.mark.parametrize("overrides", [{}, {"pad_vocab": True},
+                                       {"tie_embeddings": True, "parametrization": "mup", "base_width": 16,
+                                        "mup_zero_readout": False, "mup_output_mult": 2.0}])
+def test_tiled_loss_equals_cross_entropy_of_the_logits(embedded_tokens, precision, overrides):
+    """model(x, targets) (tiled fp32 softmax, gradients in one buffer) against F.cross_entropy on fp32
+    logits: same loss and gradients, in fp32 to rounding, under bf16 autocast to bf16's precision."""
+    import trainables.loss
+
+    torch.manual_seed(0)
+    model = GPT(preset_config("nano", dropout=0.0, **overrides))
+    x = torch.from_numpy(embedded_tokens[: 6 * 33].astype("int64")).view(6, 33)
+    inputs, targets = x[:, :-1], x[:, 1:]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+    results = []
+    for tiled in (True, False):
+        model.zero_grad(set_to_none=True)
+        with autocast:
+            if tiled:
+                loss = model(inputs, targets)
+            else:
+                loss = F.cross_entropy(model(inputs).flatten(0, 1).float(), targets.flatten())
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (tiled_loss, tiled_grads), (plain_loss, plain_grads) = results
+    tol = dict(rtol=1e-4, atol=1e-6) if precision == "fp32" else dict(rtol=2e-2, atol=2e-4)
+    assert tiled_loss == pytest.approx(plain_loss, rel=tol["rtol"])
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(tiled_grads[name], grad, **tol, msg=name)
+    if overrides.get("pad_vocab"):
+        assert not tiled_grads["head.weight"][50257:].any()  # padding rows get no gradient
+    with torch.no_grad(), autocast:  # evaluation: the same loss without the gradient buffer
+        assert model(inputs, targets).item() == pytest.approx(tiled_loss, rel=tol["rtol"])
+    default = trainables.loss.TILE_BYTES
+    try:  # several tiles per batch give the same loss as one
+        trainables.loss.TILE_BYTES = 4 * 50304 * 7
+        with torch.no_grad(), autocast:
+            assert model(inputs, targets).item() == pytest.approx(tiled_loss, rel=1e-6)
+    finally:
+        trainables.loss.TILE_BYTES = default

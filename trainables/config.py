@@ -29,13 +29,28 @@ from trainables.model import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
 @dataclass(frozen=True)
 class DataArgs:
     path: str | None = None
-    """A text file or a directory of text files; null trains on the embedded corpus."""
+    """A corpus file or a directory of them (text, JSONL, Parquet, .bin token shards; text and JSONL
+    may be .gz/.zst); null trains on the embedded corpus."""
     pattern: str = "**/*.txt"
-    """Which files of a directory are read (a glob, recursive with **)."""
+    """Which files of a directory are read (a glob, recursive with **). Left at this default, a
+    directory without .txt files is read by its one other format (.jsonl, .parquet or .bin)."""
+    format: str = "auto"
+    """auto (from each file's magic bytes and extension), text, jsonl, parquet or bin (raw uint16
+    GPT-2 ids, as nanoGPT's prepare.py writes them; memory-mapped, never copied)."""
+    text_field: str = "text"
+    """JSONL: the key holding each line's text; Parquet: the string column."""
+    sample_tokens: int | None = None
+    """Tokenize a seeded sample of about this many tokens instead of the whole corpus (whole
+    documents, ~1 MB chunks, Parquet row groups or 64k-token shard blocks); null reads it all."""
+    sample_seed: int = 0
+    """Which sample sample_tokens takes; kept apart from train.seed so seed reruns see the same data."""
     train_ratio: float = 0.9
     """Fraction of the tokens used for training; the rest is the validation split."""
     stride: int | None = None
     """Step between window starts; null means context_len (windows do not overlap)."""
+
+
+PRECISIONS = ("auto", "fp32", "bf16-mixed")
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,16 @@ class TrainArgs:
     seed: int = 123
     device: str = "auto"
     """auto (cuda if available), cpu, cuda or cuda:N."""
+    precision: str = "auto"
+    """fp32; bf16-mixed (matmuls in bf16 under autocast, weights, gradients and AdamW state in fp32);
+    or auto: bf16-mixed where the device computes bf16 fast (a CUDA GPU with bf16, a CPU whose flags
+    include avx512_bf16 or amx_bf16), fp32 elsewhere. The run's first log line says what auto chose.
+    On an AMD EPYC (Zen 4, avx512_bf16) core bf16-mixed trains the tiny preset 1.65x and the small
+    preset 1.95x as fast as fp32, validation losses within 0.003 nats (bench/RESULTS.md, issue 19)."""
+    compile: bool = False
+    """torch.compile the model (inductor; checkpoints keep plain parameter names). It compiles once
+    per process and mode (train, eval): on 2 CPU cores the demo sweep's tiny trial takes 3.5x longer
+    compiled, so it is off unless a run is long (or on a GPU: bench/gpu_mfu.py)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +94,10 @@ class EvalArgs:
     """Batches averaged per evaluation, for train and val loss alike."""
     checkpoint_freq: int = 0
     """Standalone runs: also checkpoint every this many steps (0: only at the end)."""
+    checkpoint_minutes: float = 5.0
+    """Also checkpoint when this many minutes passed since the last checkpoint (runs and trials alike;
+    0 turns the clock off). A checkpoint only serves a resume: GPT-124M's is 2 GB (weights and both
+    AdamW moments), so trials write one at their end and at most one per this many minutes."""
 
 
 @dataclass(frozen=True)
@@ -127,12 +156,19 @@ class PretrainConfig:
             out.extend(lr_order_problems(t.initial_lr, t.peak_lr, t.min_lr))
         if not (t.device in ("auto", "cpu", "cuda") or str(t.device).startswith("cuda:")):
             out.append(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+        if t.precision not in PRECISIONS:
+            out.append(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}"
+                       f"{did_you_mean(str(t.precision), PRECISIONS)}")
+        if not isinstance(t.compile, bool):
+            out.append(f"train.compile must be true or false, got {t.compile!r}")
         if not isinstance(d.train_ratio, (int, float)) or not 0.0 < d.train_ratio < 1.0:
             out.append(f"data.train_ratio must be strictly between 0 and 1, got {d.train_ratio!r}")
         positive_int("data", "stride", d.stride, allow_none=True)
+        out.extend(data_problems(d))
         positive_int("eval", "eval_freq", e.eval_freq)
         positive_int("eval", "eval_iter", e.eval_iter)
         positive_int("eval", "checkpoint_freq", e.checkpoint_freq, allow_zero=True)
+        number("eval", "checkpoint_minutes", e.checkpoint_minutes, 0.0, strict=False)
         return out
 
     @property
@@ -206,6 +242,28 @@ class PretrainConfig:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def data_problems(d: DataArgs) -> list[str]:
+    """The data section's reading options that cannot work (the corpus itself is checked when read)."""
+    from trainables.corpus import FORMATS
+
+    out = []
+    if d.path is not None and (not isinstance(d.path, str) or not d.path.strip()):
+        out.append(f"data.path must be a file or directory path, or null for the embedded corpus, got {d.path!r:.80}")
+    if not isinstance(d.pattern, str) or not d.pattern.strip():
+        out.append(f"data.pattern must be a non-empty glob such as '**/*.txt', got {d.pattern!r:.80}")
+    if d.format not in FORMATS:
+        out.append(f"data.format must be one of {', '.join(FORMATS)}, got {str(d.format)[:40]!r}"
+                   f"{did_you_mean(str(d.format), FORMATS)}")
+    if not isinstance(d.text_field, str) or not d.text_field:
+        out.append(f"data.text_field must name the JSONL key or Parquet column holding the text, got {d.text_field!r:.80}")
+    s = d.sample_tokens
+    if s is not None and (not isinstance(s, int) or isinstance(s, bool) or s < 1):
+        out.append(f"data.sample_tokens must be a positive integer (tokens to sample) or null, got {s!r:.80}")
+    if not isinstance(d.sample_seed, int) or isinstance(d.sample_seed, bool) or d.sample_seed < 0:
+        out.append(f"data.sample_seed must be a non-negative integer, got {d.sample_seed!r:.80}")
+    return out
 
 
 def warmup_steps_of(train: TrainArgs, total_steps: int) -> int:

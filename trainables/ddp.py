@@ -45,7 +45,7 @@ def ddp_workers(gpus_per_trial: float) -> int:
 
 
 def train_trial_ddp(config: dict, *, base: dict, tokens: np.ndarray, num_workers: int, storage_path: str,
-                    cpus_per_trial: float = 1.0, checkpoint_every: int = 1, source: str = "corpus",
+                    cpus_per_trial: float = 1.0, checkpoint_every: int = 0, source: str = "corpus",
                     max_failures: int = 0, fault_at_step: int = 0) -> None:
     """Tune entry point of a DDP trial (wrap it with ``tune.with_resources(..., {"cpu": DRIVER_CPUS})``).
 
@@ -136,7 +136,7 @@ def _train_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from trainables.tune_trainable import diverged_report, eval_report, placement
+    from trainables.tune_trainable import checkpoint_now, diverged_report, eval_report, placement
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -169,8 +169,8 @@ def _train_worker(cfg: dict) -> None:
                               "tokens_per_second": metrics["tokens_per_second"] * world}, run, where)
         if cfg["fault_at_step"] and metrics["step"] >= cfg["fault_at_step"] and checkpoint is None:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
-        if metrics["training_complete"] or evals_since_checkpoint >= cfg["checkpoint_every"]:
-            evals_since_checkpoint = 0
+        if checkpoint_now(metrics, run, evals_since_checkpoint, cfg["checkpoint_every"]):
+            evals_since_checkpoint = 0  # rank 0's clock decides: only rank 0 writes
             if rank == 0:
                 with tempfile.TemporaryDirectory() as d:
                     save(Path(d))

@@ -53,3 +53,21 @@ def first_line(text: Any, *, limit: int = 300) -> str:
         return (body.splitlines()[0] if body else type(text).__name__)[:limit]
     body = str(text).strip()
     return body.splitlines()[0][:limit] if body else ""
+
+
+def brief(value: Any, *, limit: int = 80) -> str:
+    """A bounded ``repr`` of a user value for an error message: at most ``limit`` characters.
+
+    Built with :mod:`reprlib`, so even a huge or deeply nested value costs little to describe.
+    """
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxtuple, r.maxset, r.maxlong = 3, 4, 6, 6, 6, 40
+    r.maxstring = r.maxother = limit
+    text = r.repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class DiskFullError(HPSearchError, OSError):
+    """A file could not be written for lack of space; the previous version of the file is intact."""

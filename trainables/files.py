@@ -1,43 +1,210 @@
-"""File helpers: atomic writes and safe YAML reads.
+"""File helpers: atomic writes and bounded, strict YAML reads.
 
 Atomic writes go to a temporary file beside the target, then rename it over the target: a kill at
 any moment leaves either the old file or the new one, never a truncated file that loads.
+
+Every YAML file the project reads (space files, pretraining configs, the built-in spaces) goes
+through :func:`parse_yaml`: the safe constructors, but refused *before* anything is built when it
+uses an alias (``*name``: the "billion laughs" bomb expands a few hundred bytes into gigabytes), is
+larger than :data:`MAX_YAML_BYTES`, holds more than :data:`MAX_YAML_NODES` nodes, nests deeper than
+:data:`MAX_YAML_DEPTH` or repeats a key. Memory stays bounded by the file's size, and every error is
+one line naming the file and, where the YAML says where, the line and column.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
-from trainables.errors import first_line
+from trainables.errors import DiskFullError, first_line
+
+MAX_YAML_BYTES = 1 << 20
+"""1 MiB: a space or a pretraining config is a few KB; anything larger is the wrong file."""
+MAX_YAML_NODES = 100_000
+MAX_YAML_DEPTH = 64
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``; the temp file never outlives a failure."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object], *, size: int | None = None) -> Path:
+    """Call ``write(tmp_path)``, then rename ``tmp_path`` to ``path``; the temp file never outlives a failure.
+
+    A full disk raises :class:`DiskFullError` (one line: the path, the space it needed, what is free)
+    instead of whatever the writer raised (torch.save says only "unexpected pos"); ``size`` is the
+    number of bytes to write, when known.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as exc:
+        if _out_of_space(exc, tmp):
+            raise DiskFullError(no_space_message(path, written=_size(tmp), size=size)) from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), size=len(data))
+
+
+NEARLY_FULL = 1 << 20
+"""Free bytes below which a failed write that gives no errno (torch.save) is taken for a full disk."""
+
+
+def _out_of_space(exc: Exception, tmp: Path) -> bool:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return False
+    return _size(tmp) > 0 and _free(tmp.parent) < NEARLY_FULL
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+def _free(directory: Path) -> int:
+    try:
+        return shutil.disk_usage(directory).free
+    except OSError:
+        return 0
+
+
+def no_space_message(path: Path, *, written: int, size: int | None) -> str:
+    need = f"{size:,} bytes" if size else f"more than {max(written, 1):,} bytes"
+    kept = f"the previous {path.name} is unchanged" if path.exists() else f"{path.name} was not written"
+    return (f"no space left to write {path}: it needs {need}, {_free(path.parent):,} bytes are free on that "
+            f"file system; {kept}. Free space there (or write elsewhere: --out, --results-dir) and run it again")
+
+
+# -- YAML ---------------------------------------------------------------------------------------
+
+class YAMLRefused(yaml.MarkedYAMLError):
+    """A YAML document hpsearch will not build (alias, too many nodes, too deep, duplicate key)."""
+
+
+if yaml.__with_libyaml__:  # libyaml's C parser (fast), with the composer in Python so each node is seen
+    from yaml._yaml import CParser as _Parser
+
+    class _Base(Composer, _Parser, SafeConstructor, Resolver):
+        def __init__(self, stream):
+            _Parser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+else:  # pragma: no cover - PyYAML built without libyaml
+    _Base = yaml.SafeLoader
+
+
+class StrictLoader(_Base):
+    """``yaml.SafeLoader`` that refuses aliases, oversized or over-deep documents and duplicate keys."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._nodes = 0
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise YAMLRefused(None, None, f"alias '*{first_line(event.anchor, limit=40)}' is not allowed "
+                              "(aliases can expand a small file into gigabytes); write the value out",
+                              event.start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise YAMLRefused(None, None, f"more than {MAX_YAML_NODES:,} values; is this the right file?",
+                              event.start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YAMLRefused(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+                if key in seen and key != "<<":
+                    raise YAMLRefused(None, None, f"key '{first_line(key, limit=60)}' appears twice (first on "
+                                      f"line {seen[key].line + 1}); keep one", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+
+def parse_yaml(text: str, *, source: str, error: type[Exception]) -> Any:
+    """The YAML document in ``text`` (see the module docstring); ``error`` naming ``source`` if refused."""
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{source} is {len(text):,} characters; hpsearch reads YAML files up to "
+                    f"{MAX_YAML_BYTES:,} (a space or a config is a few KB): is this the right file?")
+    loader = StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        raise error(yaml_problem(source, exc)) from None
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: not valid YAML ({first_line(exc)}); fix the syntax") from None
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(source: str, exc: yaml.MarkedYAMLError) -> str:
+    """'FILE, line L, column C: PROBLEM' (1-based), with the YAML's own context where it adds to it."""
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+    problem = first_line(exc.problem or exc.context or "not valid YAML", limit=200)
+    if isinstance(exc, YAMLRefused):
+        return f"{where}: {problem}"
+    context = f" {first_line(exc.context, limit=80)}" if exc.context and exc.problem else ""
+    return f"{where}: not valid YAML ({problem}{context}); fix the syntax"
 
 
 def read_yaml(path: str | os.PathLike, *, error: type[Exception], missing: str) -> Any:
-    """``yaml.safe_load`` of a file; a missing file or bad YAML raises ``error`` naming the file."""
+    """The YAML document in a file (:func:`parse_yaml`); a missing, unreadable or bad file raises ``error``."""
     p = Path(path)
-    if not p.is_file():
-        raise error(f"{p} does not exist; {missing}")
     try:
-        return yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise error(f"{p}: not valid YAML ({first_line(exc)}); fix the syntax") from None
+        if p.is_dir():
+            raise error(f"{p} is a directory; {missing}")
+        if not p.is_file():
+            raise error(f"{p} does not exist; {missing}")
+        size = p.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise error(f"{p} is {size:,} bytes; hpsearch reads YAML files up to {MAX_YAML_BYTES:,} "
+                        "(a space or a config is a few KB): is this the right file?")
+        data = p.read_bytes()
+    except OSError as exc:
+        raise error(f"{p} cannot be read ({exc.strerror or type(exc).__name__}); check its permissions") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
+                    "save it as UTF-8") from None
+    return parse_yaml(text, source=str(p), error=error)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data) -> bool:
+        return True
+
+
+def dump_yaml(data: Any) -> str:
+    """``yaml.safe_dump`` in key order that never writes aliases (so :func:`parse_yaml` reads it back)."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)

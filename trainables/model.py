@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.errors import ConfigError, did_you_mean
+from trainables.loss import next_token_loss
 
 GPT2_VOCAB_SIZE = 50257  # tiktoken "gpt2": 50,000 merges + 256 bytes + <|endoftext|>
 PARAMETRIZATIONS = ("sp", "mup")
@@ -41,7 +42,11 @@ PARAMETRIZATIONS = ("sp", "mup")
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int = GPT2_VOCAB_SIZE
-    """Output classes. 50,304 (a multiple of 64) is faster on GPUs; ids >= 50,257 never occur."""
+    """Token ids the data holds (GPT-2's 50,257); the loss is a softmax over exactly these."""
+    pad_vocab: bool = False
+    """Give the embedding and the output head padded_vocab rows (the next multiple of 64: 50,304 for
+    GPT-2), which GPU matmul kernels tile better. The extra rows are never looked up and their logits
+    are cut off in forward, so the loss stays the one over vocab_size tokens."""
     context_len: int = 1024
     """Longest sequence the position embedding covers (and the window length of the data)."""
     emb_dim: int = 768
@@ -69,6 +74,11 @@ class GPTConfig:
     model at base_width is exactly the SP model. Ignored under sp and with tie_embeddings."""
 
     @property
+    def padded_vocab(self) -> int:
+        """Rows of the embedding and the head: vocab_size, rounded up to a multiple of 64 with pad_vocab."""
+        return -(-self.vocab_size // 64) * 64 if self.pad_vocab else self.vocab_size
+
+    @property
     def width_mult(self) -> float:
         """m = emb_dim / base_width under μP (hidden LRs / m, readout / m); 1 under SP."""
         if self.parametrization != "mup" or self.base_width is None:
@@ -84,7 +94,7 @@ class GPTConfig:
                 out.append(f"model.{name} must be a positive integer, got {value!r}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             out.append(f"model.dropout must be in [0, 1), got {self.dropout!r}")
-        for name in ("qkv_bias", "tie_embeddings", "mup_zero_readout"):
+        for name in ("qkv_bias", "tie_embeddings", "mup_zero_readout", "pad_vocab"):
             if not isinstance(getattr(self, name), bool):
                 out.append(f"model.{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("init_std", "mup_input_mult", "mup_output_mult"):
@@ -217,12 +227,12 @@ class GPT(nn.Module):
             raise ConfigError("; ".join(problems))
         self.cfg = cfg
         mup = cfg.parametrization == "mup"
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.tok_emb = nn.Embedding(cfg.padded_vocab, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_len, cfg.emb_dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.emb_dim)
-        self.head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.head = nn.Linear(cfg.emb_dim, cfg.padded_vocab, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight  # (vocab, C) serves both
         # forward multipliers: 1 under SP, and under μP at base width with the default α's
@@ -260,7 +270,9 @@ class GPT(nn.Module):
             elif role == "readout" and cfg.mup_zero_readout:
                 nn.init.zeros_(p)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab) of the next token; with ``targets`` (B, T), their mean cross-entropy instead
+        (fp32 scalar, computed without materializing fp32 logits on CPU: trainables/loss.py)."""
         B, T = idx.shape
         if T > self.cfg.context_len:
             raise ValueError(f"sequence length {T} exceeds model.context_len {self.cfg.context_len}")
@@ -274,7 +286,12 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if self.readout_mult != 1.0:  # μP: on the (B, T, C) input, cheaper than on the logits
             x = x * self.readout_mult
-        return self.head(x)  # (B, T, vocab)
+        if targets is not None:
+            return next_token_loss(x, self.head.weight, targets, self.cfg.vocab_size)
+        logits = self.head(x)  # (B, T, padded_vocab)
+        if self.cfg.pad_vocab:
+            logits = logits[..., : self.cfg.vocab_size]  # (B, T, vocab): padding rows never enter the loss
+        return logits
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # a tied weight counts once
@@ -311,7 +328,7 @@ def param_groups(model: GPT, weight_decay: float) -> list[dict]:
 
 def count_params(cfg: GPTConfig) -> int:
     """Parameter count of a model with this config, without allocating it."""
-    C, V, L = cfg.emb_dim, cfg.vocab_size, cfg.n_layers
+    C, V, L = cfg.emb_dim, cfg.padded_vocab, cfg.n_layers
     qkv = C * 3 * C + (3 * C if cfg.qkv_bias else 0)
     attn = qkv + C * C + C
     mlp = C * 4 * C + 4 * C + 4 * C * C + C

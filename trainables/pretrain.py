@@ -13,6 +13,7 @@ run of an exported config:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -25,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from trainables.files import atomic_write, atomic_write_text
-from trainables.config import PretrainConfig, warmup_steps_of
+from trainables.config import PretrainConfig, TrainArgs, warmup_steps_of
 from trainables.corpus import WindowLoader, load_tokens, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError, first_line
 from trainables.model import GPT, GPTConfig, param_groups
@@ -36,8 +36,8 @@ from trainables.status import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
 METRICS_FILE = "metrics.json"
-SHAPE_KEYS = ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias", "tie_embeddings",
-              "parametrization", "base_width")
+SHAPE_KEYS = ("vocab_size", "pad_vocab", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias",
+              "tie_embeddings", "parametrization", "base_width")
 """Model fields a checkpoint must share with the config it resumes under (shapes, tying, μP's scaling)."""
 
 EvalCallback = Callable[[dict, Callable[[Path], None]], None]
@@ -45,7 +45,14 @@ EvalCallback = Callable[[dict, Callable[[Path], None]], None]
 
 def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, peak_lr: float,
           min_lr: float) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine decay."""
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine decay.
+
+    ``step`` counts the optimizer steps already taken, the number a checkpoint stores, so a resumed
+    run needs no offset. Step 0 runs at ``initial_lr``, step ``warmup_steps`` (the first clipped one)
+    at ``peak_lr``; the last step, ``total_steps - 1``, stops one cosine step short of ``min_lr``.
+    LLMs-from-scratch counts from 1 and its last step lands on ``min_lr``: the same curve shifted by
+    one step (its LR at step s + 1 is this one's at step s).
+    """
     if step < warmup_steps:
         return initial_lr + step * (peak_lr - initial_lr) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
@@ -133,6 +140,90 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+"""/proc/cpuinfo flags of CPUs with bf16 dot-product instructions (oneDNN's bf16 matmul kernels)."""
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The bf16 instruction flags this CPU reports in /proc/cpuinfo (empty off Linux or without them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return tuple(f for f in BF16_CPU_FLAGS if f in flags)
+
+
+def resolve_precision(precision: str, device: torch.device) -> tuple[str, str]:
+    """(fp32 | bf16-mixed, why) for ``train.precision`` on ``device``; auto is detected, never assumed."""
+    if precision != "auto":
+        return precision, "set"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", f"auto: {name} has bf16"
+        return "fp32", f"auto: {name} has no fast bf16"
+    if device.type == "cpu":
+        flags = cpu_bf16_flags()
+        if not flags:
+            return "fp32", "auto: CPU has no avx512_bf16/amx_bf16"
+        if not torch.backends.mkldnn.is_available():
+            return "fp32", "auto: torch built without oneDNN"
+        return "bf16-mixed", f"auto: CPU has {'+'.join(flags)}"
+    return "fp32", f"auto: no bf16 rule for {device.type}"
+
+
+@functools.lru_cache(maxsize=None)
+def fused_adamw_supported(device_type: str) -> bool:
+    """Whether this torch has the fused AdamW (one kernel over all tensors) on ``device_type``.
+
+    torch 2.13 has it on CPU too; on 2 EPYC cores it steps 4-8x faster than the per-tensor loop
+    torch picks on CPU by default (bench/RESULTS.md, issue 19).
+    """
+    try:
+        p = torch.zeros(1, device=device_type, requires_grad=True)
+        torch.optim.AdamW([p], fused=True)
+        return True
+    except (RuntimeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Engine:
+    """How a run computes, resolved once from train.device, train.precision and train.compile."""
+
+    device: torch.device
+    precision: str  # fp32 | bf16-mixed, never auto
+    why: str  # "set", or what auto found
+    compile: bool
+    fused_adamw: bool
+
+    @classmethod
+    def resolve(cls, train: TrainArgs) -> Engine:
+        device = resolve_device(train.device)
+        precision, why = resolve_precision(train.precision, device)
+        return cls(device, precision, why, train.compile, fused_adamw_supported(device.type))
+
+    def autocast(self):
+        """The forward pass's context: bf16 autocast (weights stay fp32, matmuls run in bf16) or none."""
+        if self.precision == "bf16-mixed":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def adamw_options(self) -> dict:
+        return {"fused": True, "foreach": None} if self.fused_adamw else {"fused": None, "foreach": True}
+
+    def describe(self) -> str:
+        why = "" if self.why == "set" else f" ({self.why})"
+        threads = f", {torch.get_num_threads()} threads" if self.device.type == "cpu" else ""
+        return (f"engine: {self.device}{threads}, precision {self.precision}{why}, "
+                f"compile {'on' if self.compile else 'off'}, AdamW {'fused' if self.fused_adamw else 'foreach'}")
+
+
 @dataclass
 class RunSummary:
     status: str  # completed | diverged
@@ -149,17 +240,20 @@ class RunSummary:
     plan: dict
     evals: list[dict] = field(default_factory=list)
     message: str = ""
+    precision: str = "fp32"
+    checkpoint_seconds: float = 0.0
+    """Wall time this process spent writing checkpoints (torch.save and the atomic rename)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def calc_loss_batch(model: GPT, x: torch.Tensor, y: torch.Tensor, device: torch.device, autocast) -> torch.Tensor:
+    """Mean next-token cross-entropy of the batch; ``autocast`` is the forward's context (Engine.autocast)."""
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
     with autocast():
-        logits = model(x)  # (B, T, vocab)
-    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        return model(x, y)  # fp32 scalar: the softmax runs in fp32 under bf16-mixed too (trainables/loss.py)
 
 
 @torch.no_grad()
@@ -185,7 +279,8 @@ class Run:
     def __init__(self, config: PretrainConfig, tokens: np.ndarray, *, source: str = "corpus"):
         self.config = config
         self.plan = plan_run(config, len(tokens), source=source)
-        self.device = resolve_device(config.train.device)
+        self.engine = Engine.resolve(config.train)
+        self.device = self.engine.device
         cuda = self.device.type == "cuda"
         t = config.train
         _seed_everything(t.seed)
@@ -197,11 +292,12 @@ class Run:
         self.val_loader = WindowLoader(val_tok, shuffle=False, drop_last=False, **common)
         self.model = GPT(config.model).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.initial_lr,
-                                           fused=True if cuda else None)
-        if cuda:
-            self.autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-        else:
-            self.autocast = nullcontext
+                                           **self.engine.adamw_options())
+        self.autocast = self.engine.autocast
+        if self.engine.compile:
+            self.model.compile()  # compiles __call__ in place: parameter names and checkpoints unchanged
+        self.checkpoint_seconds = 0.0
+        self.last_checkpoint = time.monotonic()  # the clock of eval.checkpoint_minutes
         self.step = 0
         self.tokens_seen = 0
         self.best_val_loss = math.inf
@@ -227,18 +323,27 @@ class Run:
         }
 
     def save(self, directory: Path) -> Path:
-        """Write the checkpoint into ``directory`` atomically."""
+        """Write the checkpoint into ``directory`` atomically; its time adds to ``checkpoint_seconds``."""
+        t0 = time.perf_counter()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
-        return atomic_write(directory / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        path = atomic_write(directory / CHECKPOINT_FILE, lambda tmp: torch.save(state, tmp))
+        self.checkpoint_seconds += time.perf_counter() - t0
+        self.last_checkpoint = time.monotonic()
+        return path
+
+    def checkpoint_due(self) -> bool:
+        """Whether eval.checkpoint_minutes have passed since the last checkpoint (or since the start)."""
+        minutes = self.config.eval.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - self.last_checkpoint >= 60.0 * minutes
 
     def load(self, path: Path) -> None:
         """Restore from a checkpoint file or a directory holding one; CheckpointError if it does not fit."""
         path = Path(path)
         file = path / CHECKPOINT_FILE if path.is_dir() else path
-        try:
-            state = torch.load(file, map_location=self.device, weights_only=True)
+        try:  # mmap: the file's pages back the tensors until copied, instead of a second copy in memory
+            state = torch.load(file, map_location=self.device, weights_only=True, mmap=True)
             if not isinstance(state, dict) or "model" not in state:
                 raise ValueError("not an hpsearch checkpoint")
         except FileNotFoundError:
@@ -261,6 +366,7 @@ class Run:
             raise CheckpointError(f"checkpoint {file} does not fit this model ({first_line(exc)})") from None
         for group, lr_scale in zip(self.optimizer.param_groups, lr_scales):
             group["lr_scale"] = lr_scale  # from the config (checkpoints before μP saved none)
+            group.update(self.engine.adamw_options())  # this machine's kernels, not the saver's
         self.step = int(state["step"])
         self.tokens_seen = int(state["tokens_seen"])
         self.best_val_loss, self.best_val_step, self.best_val_tokens = state["best"]
@@ -302,10 +408,12 @@ class Run:
         """One optimizer step on the batch (x, y) at the LRs already set; returns its loss."""
         t = self.config.train
         loss = calc_loss_batch(self.model, x, y, self.device, self.autocast)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(self.model.parameters(), step=step, warmup_steps=self.plan.warmup_steps, max_norm=t.max_norm)
         self.optimizer.step()
+        # free the gradients now, not at the next step: the next forward's activations, evaluations
+        # and checkpoints then never coexist with a model-sized gradient buffer
+        self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
 
     def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
@@ -336,7 +444,8 @@ class Run:
                 break
             if log:
                 log(_progress_line(metrics, self.plan))
-            if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)):
+            if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)
+                                               or self.checkpoint_due()):
                 self.save(checkpoint_dir)
             if on_eval is not None:
                 on_eval({**metrics, "training_complete": final}, self.save)
@@ -355,6 +464,7 @@ class Run:
             final_val_loss=last.get("val_loss", math.nan), final_train_loss=last.get("train_loss", math.nan),
             train_seconds=seconds, tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
             num_params=self.model.num_params(), plan=asdict(self.plan), evals=list(self.evals), message=message,
+            precision=self.engine.precision, checkpoint_seconds=self.checkpoint_seconds,
         )
 
     def _evaluate(self, lr: float, last_train_loss: float, t_start: float, tokens_start: int) -> dict:
@@ -409,6 +519,8 @@ def pretrain(
     writes ``config.yaml`` and ``metrics.json``, and ``resume=True`` continues from its checkpoint.
     """
     source = config.data.path or "embedded corpus"
+    if log:
+        log(Engine.resolve(config.train).describe())  # first: what auto chose, before any work
     if tokens is None:
         tokens = load_tokens(config.data.path, pattern=config.data.pattern, log=log).tokens
     run = Run(config, tokens, source=source)

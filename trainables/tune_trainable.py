@@ -12,6 +12,12 @@ reports once, with ``best_val_loss = inf`` and the reason in ``message``, and en
 
 The reports themselves are built by :func:`skipped_report`, :func:`eval_report` and
 :func:`diverged_report`, shared with the data-parallel trials of :mod:`trainables.ddp`.
+
+A checkpoint only serves a retry after a crash, and GPT-124M's weighs 2 GB, so a trial writes one
+at its end and whenever ``eval.checkpoint_minutes`` have passed since the last (:func:`checkpoint_now`),
+not at every evaluation; ``checkpoint_every`` N adds one every N evaluations (tests,
+``--checkpoint-every``). Every report carries ``checkpoint_seconds``: the trial's time spent writing
+checkpoints and handing them to Tune so far.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import logging
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +60,14 @@ def skipped_report(message: str) -> dict:
 def eval_report(metrics: dict, run: Run, where: dict) -> dict:
     """The report of one evaluation: running, or completed at the last step."""
     return {**metrics, "hp_status": COMPLETED if metrics["training_complete"] else RUNNING,
-            "message": "", "device": str(run.device), **where}
+            "message": "", "device": str(run.device), "precision": run.engine.precision, **where}
+
+
+def checkpoint_now(metrics: dict, run: Run, evals_since_checkpoint: int, checkpoint_every: int) -> bool:
+    """Checkpoint at this evaluation? At the end, when eval.checkpoint_minutes have passed since the
+    last checkpoint, and every ``checkpoint_every`` evaluations when that is set (0: never by count)."""
+    return (metrics["training_complete"] or run.checkpoint_due()
+            or bool(checkpoint_every) and evals_since_checkpoint >= checkpoint_every)
 
 
 def diverged_report(summary: RunSummary, run: Run, where: dict) -> dict:
@@ -65,13 +79,16 @@ def diverged_report(summary: RunSummary, run: Run, where: dict) -> dict:
         "tokens_seen": summary.tokens_seen, "step": summary.steps,
         "epoch": summary.steps / run.plan.batches_per_epoch, "lr": run.lr(max(0, summary.steps - 1)),
         "hp_status": DIVERGED, "training_complete": True, "message": summary.message,
-        "device": str(run.device), **where,
+        "device": str(run.device), "precision": run.engine.precision, **where,
     }
 
 
 def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial: float = 1.0,
-                checkpoint_every: int = 1, source: str = "corpus", fault_at_step: int = 0) -> None:
+                checkpoint_every: int = 0, source: str = "corpus", fault_at_step: int = 0) -> None:
     """Tune entry point. ``config`` holds the trial's hyperparameters by bare name.
+
+    ``checkpoint_every``: also checkpoint every this many evaluations (0: only at the end and by
+    eval.checkpoint_minutes).
 
     ``fault_at_step`` injects a crash (fault-tolerance tests): a trial that did not start from a
     checkpoint raises at its first evaluation at or after that step.
@@ -92,21 +109,25 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
             run.load(Path(d))
 
     evals_since_checkpoint = 0
+    handed_over = 0.0  # seconds tune.report spent persisting checkpoints (copying them into storage)
 
     def on_eval(metrics: dict, save) -> None:
-        nonlocal evals_since_checkpoint
+        nonlocal evals_since_checkpoint, handed_over
         evals_since_checkpoint += 1
         report = eval_report(metrics, run, where)
         if fault_at_step and metrics["step"] >= fault_at_step and checkpoint is None:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
-        if metrics["training_complete"] or evals_since_checkpoint >= checkpoint_every:
+        if checkpoint_now(metrics, run, evals_since_checkpoint, checkpoint_every):
             evals_since_checkpoint = 0
             with tempfile.TemporaryDirectory() as d:
                 save(Path(d))
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+                t0 = time.perf_counter()
+                tune.report({**report, "checkpoint_seconds": run.checkpoint_seconds + handed_over},
+                            checkpoint=tune.Checkpoint.from_directory(d))
+                handed_over += time.perf_counter() - t0
         else:
-            tune.report(report)
+            tune.report({**report, "checkpoint_seconds": run.checkpoint_seconds + handed_over})
 
     summary = run.train(on_eval=on_eval, log=None)
     if summary.status == "diverged":
-        tune.report(diverged_report(summary, run, where))
+        tune.report({**diverged_report(summary, run, where), "checkpoint_seconds": run.checkpoint_seconds + handed_over})

@@ -1,0 +1,67 @@
+"""Which trials really finished, so that a trial cut off by Ctrl-C is told apart from one ASHA stopped.
+
+On Ctrl-C, Tune saves its state and stops every live trial on the way out; in the ResultGrid such a
+trial looks exactly like one the scheduler stopped early (TERMINATED, last report mid-run), and would
+be ranked. Tune does tell callbacks when a trial ends or the scheduler stops it
+(``on_trial_complete``) and when it errors for good (``on_trial_error``), but not for the trials it
+stops on the way out. :class:`FinishedTrials` records the first two, plus every trial already
+finished when a resumed sweep starts; every other trial was interrupted, and ``--resume`` reruns it
+from its last checkpoint (Tune saved it as RUNNING).
+
+Tune pickles callbacks into ``tuner.pkl`` and restores a copy with ``--resume``, so the callback
+writes into :data:`PROGRESS`, keyed by the sweep's Tune directory, instead of into itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+
+@dataclass
+class Progress:
+    stepped: bool = False
+    """Tune ran at least one step (a resumed sweep whose trials had all ended runs none)."""
+    finished: set[str] = field(default_factory=set)
+    """Trials that ended, were stopped by the scheduler or errored for good: their ids and directory names
+    (a trial that never reported has no id in its results, only its directory)."""
+
+
+PROGRESS: dict[str, Progress] = {}
+
+
+class FinishedTrials(Callback):
+    def __init__(self, key: str):
+        self.key = key
+
+    def _progress(self) -> Progress:
+        return PROGRESS.setdefault(self.key, Progress())
+
+    def on_step_begin(self, iteration, trials, **info):
+        progress = self._progress()
+        progress.stepped = True
+        # a trial seen ended at the start of a step ended properly (restored ones included)
+        for t in trials:
+            if t.status in (Trial.TERMINATED, Trial.ERROR):
+                self._done(t)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._done(trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._done(trial)
+
+    def _done(self, trial) -> None:
+        self._progress().finished.update((trial.trial_id, Path(trial.path).name))
+
+
+def begin(key: str) -> None:
+    """Forget an earlier fit's record of this sweep (call before ``Tuner.fit``)."""
+    PROGRESS[key] = Progress()
+
+
+def progress_of(key: str) -> Progress:
+    return PROGRESS.get(key, Progress())

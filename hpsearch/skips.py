@@ -1,0 +1,108 @@
+"""Why trials were skipped, counted per reason, each with the concrete fix.
+
+A ``skipped-invalid`` trial names its own reason, but a sweep where every trial was skipped needs the
+answer to "what do I change?": the smallest ``--max-tokens-per-trial`` that makes the warmup fit,
+the values to drop from the space, the largest batch the corpus allows. The reasons are recomputed
+from each skipped trial's hyperparameters (the same checks the trial ran), not parsed from messages.
+
+    for line in skip_lines(trials, base, n_tokens, axes):
+        print(line)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import pandas as pd
+
+from trainables.config import PretrainConfig
+from trainables.errors import ConfigError, DataError, first_line
+from trainables.pretrain import plan_run
+from trainables.status import SKIPPED
+
+WARMUP, MIN_LR, INITIAL_LR, BATCH = ("warmup_steps not below the run's total steps", "min_lr above peak_lr",
+                                     "initial_lr above peak_lr", "batch_size larger than the training windows")
+
+
+def skip_lines(trials: pd.DataFrame, base: PretrainConfig, n_tokens: int, axes: list[str]) -> list[str]:
+    """'N skipped-invalid of M trials', then one line per reason: its count, the values, the fix."""
+    skipped = trials[trials["status"] == SKIPPED]
+    if skipped.empty:
+        return []
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for _, row in skipped.iterrows():
+        values = {a: row[a] for a in axes if a in row and not _missing(row[a])}
+        for reason, facts in diagnose(base, values, n_tokens, message=str(row.get("error") or "")):
+            groups[reason].append(facts)
+    lines = [f"{len(skipped)} of {len(trials)} trials skipped-invalid:"]
+    for reason, facts in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        lines.append(f"  {len(facts)} x {reason}: {fix(reason, facts)}")
+    return lines
+
+
+def diagnose(base: PretrainConfig, values: dict, n_tokens: int, *, message: str = "") -> list[tuple[str, dict]]:
+    """[(reason, facts)] for one skipped trial's hyperparameters; the trial's own message if none is known."""
+    try:
+        cfg = base.with_hparams(values, source="trial")
+    except ConfigError:
+        t = base.train
+        lr = {k: float(values.get(k, getattr(t, k))) for k in ("initial_lr", "peak_lr", "min_lr")}
+        found = [(MIN_LR, lr)] if lr["min_lr"] > lr["peak_lr"] else []
+        found += [(INITIAL_LR, lr)] if lr["initial_lr"] > lr["peak_lr"] else []
+        return found or [(first_line(message, limit=120) or "invalid config", {})]
+    try:
+        plan_run(cfg, n_tokens)
+    except DataError as exc:
+        if cfg.train.batch_size > 1:
+            try:
+                windows = plan_run(cfg.with_hparams({"batch_size": 1, "warmup_steps": 0}), n_tokens).train_windows
+                return [(BATCH, {"batch_size": cfg.train.batch_size, "windows": windows})]
+            except (ConfigError, DataError):
+                pass
+        return [(first_line(exc, limit=120), {})]
+    except ConfigError as exc:
+        if cfg.train.warmup_fraction is None:
+            p = plan_run(cfg.with_hparams({"warmup_steps": 0}), n_tokens)
+            epochs_steps = p.batches_per_epoch * cfg.train.num_epochs
+            w = cfg.train.warmup_steps
+            return [(WARMUP, {"warmup_steps": w, "total_steps": p.total_steps, "tokens_per_step": p.tokens_per_step,
+                              "batches_per_epoch": p.batches_per_epoch,
+                              "needed_tokens": (w + 1) * p.tokens_per_step if epochs_steps > w else None,
+                              "needed_epochs": math.ceil((w + 1) / p.batches_per_epoch)})]
+        return [(first_line(exc, limit=120), {})]
+    return [(first_line(message, limit=120) or "skipped (reason not recorded)", {})]
+
+
+def fix(reason: str, facts: list[dict]) -> str:
+    """The concrete change that makes the trials of ``reason`` valid."""
+    if reason == WARMUP:
+        warmups = sorted({f["warmup_steps"] for f in facts})
+        shortest = min(f["total_steps"] for f in facts)
+        drop = f"drop warmup_steps {_list(warmups)} (keep them below {shortest})"
+        needed = [f["needed_tokens"] for f in facts]
+        if all(n is not None for n in needed):
+            return f"--max-tokens-per-trial {max(needed):,} (or more) makes them valid, or {drop}"
+        epochs = max(f["needed_epochs"] for f in facts)
+        return (f"the corpus is too short for that warmup: num_epochs >= {epochs} (with a budget of "
+                f"{max(f['needed_epochs'] * f['batches_per_epoch'] * f['tokens_per_step'] for f in facts):,} "
+                f"tokens), a larger corpus, or {drop}")
+    if reason in (MIN_LR, INITIAL_LR):
+        low = reason.split()[0]
+        lows = sorted({f[low] for f in facts})
+        peaks = sorted({f["peak_lr"] for f in facts})
+        return f"drop {low} {_list(lows)} or peak_lr {_list(peaks)} (keep {low} <= peak_lr)"
+    if reason == BATCH:
+        batches = sorted({f["batch_size"] for f in facts})
+        windows = min(f["windows"] for f in facts)
+        return f"drop batch_size {_list(batches)} (the corpus has {windows} training windows) or use a larger corpus"
+    return "see the error column of `hpsearch results NAME`"
+
+
+def _list(values: list) -> str:
+    shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:8])
+    return shown + (f" (+{len(values) - 8} more)" if len(values) > 8 else "")
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
