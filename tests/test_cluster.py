@@ -522,7 +522,7 @@ def test_job_api_refuses_missing_or_wrong_token(cluster, auth, expect):
 @pytest.mark.parametrize("args, expect", [
     (["--cpus-per-trial", "3"], "no node can run a trial with 3 CPU(s)"),
     (["--gpus-per-trial", "8"], "needs 8 workers of 1 GPU"),
-    (["--gpus-per-trial", "1.5"], "must be a whole number >= 2"),
+    (["--gpus-per-trial", "1.5"], "must be a whole number"),
 ])
 def test_impossible_requests_fail_fast_on_the_cluster(cluster, args, expect):
     # fast: refused before anything runs or is written, instead of trials pending forever (which the
@@ -540,7 +540,7 @@ def test_a_dead_worker_node_costs_no_trial(cluster):
     """SIGKILL the worker node while it trains; its trials are retried on the head, from checkpoints."""
     name = "nodedeath"
     driver, log = sweep_in_background(cluster, name, "--space", "smoke", "--mode", "grid", "--model", "nano",
-                                      "--max-tokens-per-trial", "8192", "--eval-freq", "4", "--eval-iter", "1",
+                                      "--max-tokens-per-trial", "32768", "--eval-freq", "4", "--eval-iter", "1",
                                       "--checkpoint-every", "1", "--max-failures", "3", "--no-reuse-actors")
     tune_dir = cluster.storage / name
 
@@ -548,7 +548,7 @@ def test_a_dead_worker_node_costs_no_trial(cluster):
         """node -> a trial there that has reported (so it has a checkpoint) and has more than half its
         budget to go: a kill now takes a running trial down with the worker."""
         early = {rows[-1]["node_id"]: rows[-1]["trial_id"] for rows in trial_reports(tune_dir)
-                 if not rows[-1]["training_complete"] and rows[-1]["tokens_seen"] <= 8192 // 2}
+                 if not rows[-1]["training_complete"] and rows[-1]["tokens_seen"] <= 32768 // 2}
         return early if len(early) == 2 else None
 
     wait_for("trial early in its run on each node", early_on_both_nodes, timeout_s=600, proc=driver, log=log)
@@ -559,7 +559,7 @@ def test_a_dead_worker_node_costs_no_trial(cluster):
     assert rc == 0, log.read_text()[-3000:]
     table = pd.read_parquet(cluster.tmp / "results" / name / "trials.parquet")
     assert len(table) == 4 and (table["status"] == "completed").all(), table[["trial_id", "status", "error"]]
-    assert (table["tokens_seen"] == 8192).all()
+    assert (table["tokens_seen"] == 32768).all()
 
     # the trials the worker was running moved to the head once, and went on from their last checkpoint
     moved = [rows for rows in trial_reports(tune_dir) if len({r["node_id"] for r in rows}) > 1]
@@ -570,4 +570,4 @@ def test_a_dead_worker_node_costs_no_trial(cluster):
         assert set(nodes[:at]) == {nodes[0]} and set(nodes[at:]) == {nodes[at]}, nodes
         steps = [r["step"] for r in rows]
         assert steps[at] == steps[at - 1] + 4, steps  # every report checkpoints; not restarted at step 0
-        assert steps == sorted(set(steps)) and rows[-1]["tokens_seen"] == 8192, steps  # no step trained twice
+        assert steps == sorted(set(steps)) and rows[-1]["tokens_seen"] == 32768, steps  # no step trained twice
