@@ -148,39 +148,20 @@ def range_problem(f, value: Any) -> str | None:
     ok_type = isinstance(value, (int, float)) and not isinstance(value, bool) and (kind is float or value == int(value))
     if not ok_type or not math.isfinite(value):
         return f"{flag(f.name)} {str(value)[:100]!r}: must be {'an integer' if kind is int else 'a finite number'}"
-    low, high = m["low"], m["high"]
-    if (low is not None and (value < low or (m["low_open"] and value == low))) or (high is not None and value > high):
+    if _outside(value, m["low"], m["high"], m["low_open"]):
         return f"{flag(f.name)} {num(value)}: must be {describe_range(f)}"
     return None
 
 
 def describe_range(f) -> str:
     m = f.metadata
-    low, high = m["low"], m["high"]
-    if low is not None and high is not None:
-        return f"between {num(low)} and {num(high)}"
-    if low is not None:
-        return f"{'>' if m['low_open'] else '>='} {num(low)}"
-    return f"<= {num(high)}"
+    return _range_words(m["low"], m["high"], m["low_open"])
 
 
 def _parser_type(f):
     """An argparse ``type=`` that parses the value and checks the field's range at parse time."""
-    kind = f.metadata["kind"]
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text[:100]!r} is not {'an integer' if kind is int else 'a number'}") from None
-        problem = range_problem(f, value)
-        if problem:
-            raise argparse.ArgumentTypeError(problem.split(": ", 1)[1] + f", got {num(value)}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
+    m = f.metadata
+    return number(m["kind"], low=m["low"], high=m["high"], low_open=m["low_open"])
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
