@@ -93,7 +93,7 @@ class EvalArgs:
     eval_iter: int = 5
     """Batches averaged per evaluation, for train and val loss alike."""
     checkpoint_freq: int = 0
-    """Standalone runs: also checkpoint every this many steps (0: only at the end)."""
+    """Standalone runs: also checkpoint every this many steps (0: at the end and by the clock only)."""
     checkpoint_minutes: float = 5.0
     """Also checkpoint when this many minutes passed since the last checkpoint (runs and trials alike;
     0 turns the clock off). A checkpoint only serves a resume: GPT-124M's is 2 GB (weights and both

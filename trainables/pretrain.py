@@ -421,7 +421,9 @@ class Run:
         """Train from the current step to the end of the plan; returns the run's summary.
 
         Per step: set the LRs, take the step, stop if the loss is not finite; every eval_freq steps
-        and after the last: evaluate (stop if val loss is not finite), log, checkpoint, report.
+        and after the last: evaluate (stop if val loss is not finite), log, checkpoint into
+        ``checkpoint_dir`` (at the end, every eval.checkpoint_freq steps, and when
+        eval.checkpoint_minutes have passed since the last one), report.
         """
         e = self.config.eval
         self.model.train()
@@ -515,8 +517,10 @@ def pretrain(
 ) -> RunSummary:
     """Run one pretraining run. ``tokens`` skips reading the corpus (a sweep passes the cached array).
 
-    With ``out_dir`` the run checkpoints there (at the end, and every ``eval.checkpoint_freq`` steps),
-    writes ``config.yaml`` and ``metrics.json``, and ``resume=True`` continues from its checkpoint.
+    With ``out_dir`` the run checkpoints there (at the end, every ``eval.checkpoint_freq`` steps and
+    every ``eval.checkpoint_minutes``), writes ``config.yaml`` and ``metrics.json``, and
+    ``resume=True`` continues from its checkpoint. The first log line is the engine (device,
+    precision and what ``auto`` chose, compile, AdamW kernel).
     """
     source = config.data.path or "embedded corpus"
     if log:
