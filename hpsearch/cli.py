@@ -33,12 +33,15 @@ def one_line(message: object) -> str:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    from trainables.config import PretrainConfig, load_config
+    from trainables.config import PretrainConfig, load_config, parse_scalar
     from trainables.pretrain import pretrain
 
     config = load_config(args.config) if args.config else PretrainConfig()
     if args.max_tokens is not None:
         config = config.with_hparams({"max_tokens": args.max_tokens}, source="--max-tokens")
+    if args.overrides:
+        config = config.with_overrides({k: parse_scalar(v) for k, v in args.overrides.items()},
+                                       source="command-line overrides")
     out = Path(args.out) if args.out else Path("results") / "pretrain" / (Path(args.config).stem if args.config else "default")
     summary = pretrain(config, out_dir=out, resume=args.resume)
     first = summary.evals[0]["val_loss"] if summary.evals else float("nan")
@@ -235,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory for checkpoints and metrics (default results/pretrain/<config name>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--max-tokens", type=parse_count, help="override train.max_tokens (a token budget, e.g. 2e5)")
+    p.add_argument_group("overrides", "any config key as --SECTION.KEY VALUE (or --SECTION.KEY=VALUE), e.g. "
+                         "--train.peak_lr 3e-4 --data.path corpus/ --model.preset small; null, true/false and "
+                         "numbers are typed, and each value is checked as in a config file")
     p.set_defaults(func=cmd_pretrain)
 
     register_sweep_commands(sub)
@@ -242,11 +248,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dotted_overrides(extra: list[str], parser: argparse.ArgumentParser) -> dict[str, str]:
+    """``--section.key VALUE`` / ``--section.key=VALUE`` pairs left over by argparse (pretrain only);
+    the keys and values are checked by the config itself."""
+    out: dict[str, str] = {}
+    rest = list(extra)
+    while rest:
+        token = rest.pop(0)
+        key, eq, value = token[2:].partition("=")
+        if not token.startswith("--") or "." not in key:
+            parser.error(f"unrecognized argument {token[:100]!r}: overrides look like --train.peak_lr 3e-4")
+        if not eq:
+            if not rest:
+                parser.error(f"{token[:100]} needs a value, e.g. {token[:100]} 3e-4")
+            value = rest.pop(0)
+        out[key] = value
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no calls home unless the user opts in
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv or ["sweep"])  # no arguments: the demo sweep
+    args, extra = parser.parse_known_args(argv or ["sweep"])  # no arguments: the demo sweep
+    if getattr(args, "func", None) is cmd_pretrain:
+        args.overrides = dotted_overrides(extra, parser)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)[:200]}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

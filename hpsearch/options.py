@@ -26,6 +26,10 @@ from search_spaces import MODES
 from trainables.errors import SweepError
 
 DEFAULT_RESULTS = Path("results")
+# Mirrors of trainables' choices (importing trainables here would load torch for `--help`);
+# tests/test_hardening.py checks they stay equal.
+DATA_FORMATS = ("auto", "text", "jsonl", "parquet", "bin")
+PRECISIONS = ("auto", "fp32", "bf16-mixed")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 SEARCH, BUDGET, RESOURCES, FAULTS = "what to search", "budget and early stopping", "resources and cluster", \
@@ -52,8 +56,15 @@ class SweepOptions:
     space: str = _opt("demo", "built-in space (see `hpsearch spaces`) or a YAML space file")
     mode: str = _opt("optuna-asha", "search strategy", choices=MODES)
     name: str | None = _opt(None, "sweep name: results go to RESULTS_DIR/NAME (default: SPACE-MODE-TIME)")
-    data: str | None = _opt(None, "corpus: a text file or a directory of text files (default: the embedded corpus)")
+    data: str | None = _opt(None, "corpus: a file or a directory of text, JSONL, Parquet or .bin token shards "
+                                  "(.gz/.zst too; default: the embedded corpus)")
     data_pattern: str = _opt("**/*.txt", "glob of the files read from a --data directory")
+    data_format: str | None = _opt(None, "how --data is read (default auto: by magic bytes and extension)",
+                                   choices=DATA_FORMATS)
+    text_field: str | None = _opt(None, "JSONL key / Parquet column holding the text (default: text)")
+    sample_tokens: int | None = _opt(None, "tokenize a seeded sample of about N tokens of --data instead of all "
+                                           "of it (a large corpus searched on a slice)", low=1, kind=int)
+    sample_seed: int | None = _opt(None, "which sample --sample-tokens takes (default 0)", low=0, kind=int)
     model: str = _opt("tiny", "model preset of every trial: nano, tiny, small, gpt2-124m, ... "
                               "(ignored when --config gives one)")
     config: str | None = _opt(None, "a pretraining config YAML every trial starts from (space values override it)")
@@ -69,6 +80,10 @@ class SweepOptions:
                                    group=BUDGET, low=1.0, low_open=True, kind=float)
     eval_freq: int | None = _opt(None, "evaluate every N optimizer steps (default 10)", group=BUDGET, low=1, kind=int)
     eval_iter: int | None = _opt(None, "batches averaged per evaluation (default 3)", group=BUDGET, low=1, kind=int)
+    precision: str | None = _opt(None, "trial arithmetic: fp32, bf16-mixed, or auto (bf16 where the device "
+                                       "computes it fast; the default)", group=BUDGET, choices=PRECISIONS)
+    compile: bool = _opt(False, "torch.compile every trial's model (pays off on long trials and GPUs)",
+                         group=BUDGET)
     # -- resources and cluster
     cpus_per_trial: float = _opt(1.0, "CPUs reserved per trial (torch uses that many threads)", group=RESOURCES,
                                  low=0.0, low_open=True, kind=float)
@@ -87,8 +102,11 @@ class SweepOptions:
     dashboard_host: str = _opt("127.0.0.1", "Ray dashboard bind address", group=RESOURCES)
     # -- faults and resume
     max_failures: int = _opt(1, "retries of a crashed trial, from its last checkpoint", group=FAULTS, low=0, kind=int)
-    checkpoint_every: int = _opt(2, "checkpoint a trial every N evaluations (and at its end)", group=FAULTS,
-                                 low=1, kind=int)
+    checkpoint_every: int = _opt(0, "also checkpoint a trial every N evaluations (default 0: at its end and "
+                                    "every --checkpoint-minutes only)", group=FAULTS, low=0, kind=int)
+    checkpoint_minutes: float | None = _opt(None, "also checkpoint a trial when this many minutes passed since "
+                                                  "its last checkpoint (default 5; 0: off)", group=FAULTS,
+                                            low=0, kind=float)
     resume: bool = _opt(False, "continue the interrupted sweep --name", group=FAULTS)
     smoke_test: bool = _opt(False, "the real loop on the nano model and a tiny budget, in seconds", group=FAULTS)
     results_dir: str = _opt(str(DEFAULT_RESULTS), "where sweeps are written", group=FAULTS)

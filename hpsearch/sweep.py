@@ -33,7 +33,7 @@ from hpsearch.ray_session import check_resources, ensure_ray
 from hpsearch.skips import skip_lines
 from search_spaces import Space, get_space, parse_space
 from trainables.config import EvalArgs, PretrainConfig, load_config
-from trainables.corpus import load_tokens
+from trainables.corpus import load_data
 from trainables.errors import SweepError, first_line
 from trainables.files import atomic_write_text
 from trainables.model import preset_config
@@ -94,8 +94,16 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
         model = preset_config(opts.model)
         cfg = PretrainConfig(model=model, preset=opts.model, eval=EvalArgs(eval_freq=10, eval_iter=3))
     data = opts.data if opts.data is not None else cfg.data.path
+    reading = {k: v for k, v in (("format", opts.data_format), ("text_field", opts.text_field),
+                                 ("sample_tokens", opts.sample_tokens), ("sample_seed", opts.sample_seed))
+               if v is not None}
     cfg = replace(cfg, data=replace(cfg.data, path=str(Path(data).expanduser().resolve()) if data else None,
-                                    pattern=opts.data_pattern if opts.data else cfg.data.pattern))
+                                    pattern=opts.data_pattern if opts.data else cfg.data.pattern, **reading))
+    engine = {k: v for k, v in (("precision", opts.precision), ("compile", opts.compile or None)) if v is not None}
+    if engine:
+        cfg = replace(cfg, train=replace(cfg.train, **engine))
+    if opts.checkpoint_minutes is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, checkpoint_minutes=opts.checkpoint_minutes))
     overrides = dict(space.fixed)
     if opts.max_tokens_per_trial is not None:
         overrides["max_tokens"] = opts.max_tokens_per_trial
@@ -156,7 +164,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
             opts = replace(opts, space=space.name)
     base = base_config(opts, space)  # reads --config: every file the user gave is checked before Ray is imported
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
-    corpus = load_tokens(base.data.path, pattern=base.data.pattern, log=log)
+    corpus = load_data(base.data, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
     # the corpus must hold a window in each split; per-trial misfits (a batch larger than the data,
     # warmup longer than the run) are the trial's own 'skipped-invalid'

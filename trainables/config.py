@@ -240,8 +240,42 @@ class PretrainConfig:
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
 
+    def with_overrides(self, values: dict[str, Any], *, source: str = "overrides") -> PretrainConfig:
+        """A copy with dotted keys applied (``{"train.peak_lr": 3e-4, "model.preset": "small"}``), every
+        value checked as a config file's would be. A new ``model.preset`` starts the model section from
+        that preset (plus any ``model.*`` given alongside), not from the old model's sizes."""
+        raw = self.to_dict()
+        if "model.preset" in values:
+            raw["model"] = {}
+        for key, value in values.items():
+            section, _, name = key.partition(".")
+            if section not in SECTIONS or name not in SECTIONS[section]:
+                raise ConfigError(f"{source}: unknown key '{key[:80]}'{did_you_mean(key, dotted_keys())}")
+            raw[section][name] = value
+        return PretrainConfig.from_dict(raw, source=source)
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def dotted_keys() -> list[str]:
+    """Every config key as ``section.name`` (the pretrain command's override flags)."""
+    return [f"{section}.{name}" for section, names in SECTIONS.items() for name in names]
+
+
+def parse_scalar(text: str) -> Any:
+    """A command-line value as a YAML scalar would read: null, true/false, an int, a float, else the string."""
+    low = text.strip().lower()
+    if low in ("null", "none", "~"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def data_problems(d: DataArgs) -> list[str]:
@@ -298,9 +332,12 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 # Tunable hyperparameters by bare name -> the section holding them. Everything a trial may vary.
+# Engine settings (device, precision, compile, a padded vocabulary) change speed, not what is learned:
+# they are set per sweep (--precision, --compile), never searched.
+ENGINE_FIELDS = ("device", "precision", "compile", "vocab_size", "pad_vocab")
 AXES: dict[str, str] = {
-    **{name: "train" for name in SECTIONS["train"] if name != "device"},
-    **{name: "model" for name in MODEL_FIELDS if name != "vocab_size"},
+    **{name: "train" for name in SECTIONS["train"] if name not in ENGINE_FIELDS},
+    **{name: "model" for name in MODEL_FIELDS if name not in ENGINE_FIELDS},
     "stride": "data",
     "train_ratio": "data",
 }

@@ -29,7 +29,7 @@ import torch
 
 from trainables.files import atomic_write, atomic_write_text
 from trainables.config import PretrainConfig, TrainArgs, warmup_steps_of
-from trainables.corpus import WindowLoader, load_tokens, split_tokens
+from trainables.corpus import WindowLoader, load_data, split_tokens
 from trainables.errors import CheckpointError, ConfigError, DataError, first_line
 from trainables.model import GPT, GPTConfig, param_groups
 from trainables.status import COMPLETED, DIVERGED
@@ -526,7 +526,7 @@ def pretrain(
     if log:
         log(Engine.resolve(config.train).describe())  # first: what auto chose, before any work
     if tokens is None:
-        tokens = load_tokens(config.data.path, pattern=config.data.pattern, log=log).tokens
+        tokens = load_data(config.data, log=log).tokens
     run = Run(config, tokens, source=source)
     out = Path(out_dir).resolve() if out_dir is not None else None
     if out is not None:

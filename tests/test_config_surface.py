@@ -1,0 +1,100 @@
+"""The config as users meet it: the README's reference block, dotted overrides on `hpsearch pretrain`,
+the sweep's corpus and engine flags, and which settings a search may vary. No Ray here."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hpsearch.cli import main
+from hpsearch.options import DATA_FORMATS, PRECISIONS, SweepOptions
+from hpsearch.sweep import plan_sweep
+from trainables.config import AXES, PretrainConfig, load_config
+from trainables.corpus import FORMATS, load_tokens
+from trainables.config import PRECISIONS as CONFIG_PRECISIONS
+from trainables.errors import ConfigError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def run_cli(argv, capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.strip()
+
+
+def test_readme_config_block_lists_every_key_with_its_default():
+    text = README.read_text()
+    block = re.search(r"```yaml\nmodel: +# a preset, then.*?```", text, re.S).group(0)
+    shown = yaml.safe_load(block.removeprefix("```yaml").removesuffix("```"))
+    defaults = PretrainConfig().to_dict()
+    for section in ("data", "train", "eval"):  # complete, value for value
+        assert shown[section] == defaults[section], section
+    for key, value in shown["model"].items():
+        assert defaults["model"][key] == value, key
+    commented = re.findall(r"(\w+):", "".join(re.findall(r"#.*", block)))
+    missing = set(defaults["model"]) - set(shown["model"]) - set(commented) - {"base_width", "mup_input_mult",
+                                                                                 "mup_output_mult", "mup_zero_readout"}
+    assert not missing, f"README's model block does not mention {missing}"
+
+
+def test_the_cli_mirrors_of_trainables_choices_are_equal():
+    assert DATA_FORMATS == FORMATS and PRECISIONS == CONFIG_PRECISIONS
+
+
+def test_engine_settings_are_never_searched():
+    for name in ("device", "precision", "compile", "pad_vocab", "vocab_size"):
+        assert name not in AXES
+    with pytest.raises(ConfigError, match="unknown hyperparameter 'precision'"):
+        PretrainConfig().with_hparams({"precision": "fp32"})
+
+
+def test_dotted_overrides_are_typed_checked_and_applied(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, err = run_cli(["pretrain", "--model.preset", "nano", "--train.peak_lr", "2e-3", "--train.warmup_steps=0",
+                         "--max-tokens", "512", "--eval.eval_freq", "4", "--eval.eval_iter", "1",
+                         "--data.stride", "null", "--train.compile", "false", "--out", str(out)], capsys)
+    assert code == 0, err
+    cfg = load_config(out / "config.yaml")
+    assert cfg.preset == "nano" and cfg.model.emb_dim == PretrainConfig().with_overrides(
+        {"model.preset": "nano"}).model.emb_dim
+    assert cfg.train.peak_lr == 2e-3 and cfg.train.warmup_steps == 0 and cfg.data.stride is None
+    assert json.loads((out / "metrics.json").read_text())["tokens_seen"] == 512
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--train.peak_rl", "3"], "unknown key 'train.peak_rl' (did you mean 'train.peak_lr'?)"),
+    (["--train.peak_lr", "-1"], "train.peak_lr must be a number > 0, got -1"),
+    (["--train.batch_size", "eight"], "train.batch_size must be a positive integer, got 'eight'"),
+    (["--train.peak_lr"], "--train.peak_lr needs a value"),
+    (["stray"], "unrecognized argument 'stray'"),
+])
+def test_bad_overrides_are_one_line_errors(argv, message, tmp_path, capsys):
+    code, err = run_cli(["pretrain", "--out", str(tmp_path / "x"), *argv], capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_other_commands_still_refuse_unknown_flags(capsys):
+    code, err = run_cli(["sweep", "--train.peak_lr", "3"], capsys)
+    assert code == 2 and "unrecognized arguments: --train.peak_lr 3" in err
+
+
+def test_sweep_reads_its_corpus_with_the_given_format_field_and_sample(tmp_path):
+    docs = tmp_path / "docs.data"  # an extension that says nothing: --data-format decides
+    docs.write_text("".join(json.dumps({"body": f"document {i}: " + "the quick brown fox " * 40}) + "\n"
+                            for i in range(200)))
+    opts = SweepOptions(space="smoke", mode="grid", model="nano", data=str(docs), data_format="jsonl",
+                        text_field="body", sample_tokens=4000, sample_seed=3, precision="fp32",
+                        checkpoint_minutes=0, results_dir=str(tmp_path / "r"), name="fmt", dashboard=False)
+    plan = plan_sweep(opts, log=lambda _: None)
+    d = plan.base.data
+    assert (d.format, d.text_field, d.sample_tokens, d.sample_seed) == ("jsonl", "body", 4000, 3)
+    assert plan.base.train.precision == "fp32" and plan.base.eval.checkpoint_minutes == 0
+    direct = load_tokens(docs, format="jsonl", text_field="body", sample_tokens=4000, sample_seed=3, log=None)
+    assert len(plan.tokens) == len(direct.tokens) < 200 * 180  # a sample, not the whole file
+    assert (plan.tokens == direct.tokens).all()
