@@ -38,10 +38,13 @@ def start_ray(num_cpus: int = 2, worker_nice: int | None = None, **runtime_env) 
     """
     import ray
 
+    from hpsearch.ray_session import loopback_only
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", runtime_env=runtime_env or None,
-                 _system_config=None if worker_nice is None else {"worker_niceness": worker_nice})
+        with loopback_only():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level="WARNING", runtime_env=runtime_env or None,
+                     _system_config=None if worker_nice is None else {"worker_niceness": worker_nice})
 
 
 def median(values) -> float:

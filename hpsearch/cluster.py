@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from hpsearch.options import SweepOptions, add_sweep_arguments, sweep_name
 from hpsearch.runtime_env import project_root, project_runtime_env
-from trainables.errors import SweepError, first_line
+from trainables.errors import SweepError, brief, first_line
 
 DEFAULT_JOB_RESULTS = "~/hpsearch-results"
 """Where a submitted sweep writes results/<name>/ on the head node (~ is the head's home)."""
@@ -192,7 +192,7 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SweepError(f"--env {pair!r}: expected KEY=VALUE, e.g. --env HPSEARCH_CACHE_DIR=/data/cache")
+            raise SweepError(f"--env {brief(pair)}: expected KEY=VALUE, e.g. --env HPSEARCH_CACHE_DIR=/data/cache")
         env[key] = value
     return env
 

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.config import PretrainConfig
-from trainables.errors import HPSearchError, SweepError, first_line
+from trainables.errors import HPSearchError, SweepError, brief, first_line
 from trainables.model import GPTConfig, count_params
 
 TABLE_COLUMNS = ("budget_tokens", "peak_lr", "batch_size", "context_len", "loss")
@@ -567,7 +567,7 @@ def _power_law(x: np.ndarray, y: np.ndarray, boot_y: np.ndarray) -> PowerLaw:
 def _nearest(rows: pd.DataFrame, lr: float, batch_tokens: float) -> tuple[float, float, float]:
     """(lr, batch tokens, mean loss) of the rows nearest (lr, batch_tokens) in log2 space."""
     if not (_positive(lr) and _positive(batch_tokens)):
-        raise ScalingError(f"lr and batch_tokens must be finite numbers > 0, got {lr!r} and {batch_tokens!r}")
+        raise ScalingError(f"lr and batch_tokens must be finite numbers > 0, got {brief(lr)} and {brief(batch_tokens)}")
     dist = np.hypot(np.log2(rows["peak_lr"].to_numpy() / lr),
                     np.log2(rows["batch_tokens"].to_numpy() / batch_tokens))  # octaves
     at = rows[dist <= dist.min() + 1e-9]

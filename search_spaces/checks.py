@@ -13,7 +13,7 @@ from typing import Any
 
 from search_spaces.dists import DISTS, Dist, IntRange, LogUniform
 from trainables.config import AXES, PretrainConfig
-from trainables.errors import did_you_mean
+from trainables.errors import brief, did_you_mean
 
 TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
 
@@ -66,7 +66,7 @@ def coerce(axis: str, value: Any) -> Any:
             return number
     elif want is str and isinstance(value, str):
         return value
-    raise ValueError(f"{value!r} is not {TYPE_WORDS[want]}; {axis} takes {_plural(want)}")
+    raise ValueError(f"{brief(value)} is not {TYPE_WORDS[want]}; {axis} takes {_plural(want)}")
 
 
 def _float(value: Any) -> float | None:
@@ -89,7 +89,7 @@ def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
     where = f"axis '{axis}'"
     if not (isinstance(spec, dict) and len(spec) == 1):
         return None, [f"{where} must be a one-key mapping like {{grid: [4, 8]}} or "
-                      f"{{loguniform: [1.0e-4, 1.0e-2]}}, got {spec!r}"]
+                      f"{{loguniform: [1.0e-4, 1.0e-2]}}, got {brief(spec)}"]
     ((kind, args),) = spec.items()
     cls = DISTS.get(kind)
     if cls is None:
@@ -103,7 +103,7 @@ def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
 def _parse_values(axis: str, cls: type, args: Any) -> tuple[Dist | None, list[str]]:
     where = f"axis '{axis}': {cls.kind}"
     if not isinstance(args, list) or not args:
-        return None, [f"{where} needs a non-empty list of values, got {args!r}"]
+        return None, [f"{where} needs a non-empty list of values, got {brief(args)}"]
     values, problems = [], []
     for value in args:
         try:
@@ -126,19 +126,19 @@ def _parse_range(axis: str, cls: type, args: Any) -> tuple[Dist | None, list[str
     if want is int and cls is not IntRange:
         return None, [f"{where} draws floats but {axis} takes integers; use {{int: [low, high]}}"]
     if not (isinstance(args, list) and len(args) == 2):
-        return None, [f"{where} needs two numbers [low, high], got {args!r}"]
+        return None, [f"{where} needs two numbers [low, high], got {brief(args)}"]
     if cls is IntRange:
         if not all(isinstance(b, int) and not isinstance(b, bool) for b in args):
-            return None, [f"{where} needs two integers [low, high], got {args!r}"]
+            return None, [f"{where} needs two integers [low, high], got {brief(args)}"]
         low, high = args
     else:
         low, high = (_float(b) for b in args)
         if low is None or high is None:
-            return None, [f"{where} needs two numbers [low, high], got {args!r}"]
+            return None, [f"{where} needs two numbers [low, high], got {brief(args)}"]
     if low >= high:
-        return None, [f"{where}: `low < high` must hold, but got (low={low!r}, high={high!r})"]
+        return None, [f"{where}: `low < high` must hold, but got (low={brief(low)}, high={brief(high)})"]
     if cls is LogUniform and low <= 0:
-        return None, [f"{where} bounds must be > 0 (log scale), but got (low={low!r}, high={high!r}); "
+        return None, [f"{where} bounds must be > 0 (log scale), but got (low={brief(low)}, high={brief(high)}); "
                       "raise low, or use uniform or choice to include 0"]
     return cls(low, high), []
 

@@ -18,9 +18,12 @@ def _hermetic_cache(tmp_path_factory):
 def ray_session():
     import ray
 
+    from hpsearch.ray_session import loopback_only
+
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", log_to_driver=False)
+        with loopback_only():  # tests talk to loopback only: every Ray listener binds 127.0.0.1
+            ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -501,3 +501,14 @@ def test_export_onto_a_full_disk_exits_2_with_one_line(full_disk, tmp_path, caps
                         capsys)
     assert code == 2 and f"no space left to write {full_disk / 'best.yaml'}: it needs " in one_line(err)
     assert not (full_disk / "best.yaml").exists()
+
+
+def test_a_finished_run_keeps_its_metrics_when_the_final_checkpoint_finds_the_disk_full(full_disk, capsys):
+    out = full_disk / "run"
+    code, err = run_cli(["pretrain", "--model.preset", "nano", "--max-tokens", "512", "--train.warmup_steps", "0",
+                         "--eval.eval_freq", "4", "--eval.eval_iter", "1", "--out", str(out)], capsys)
+    assert code == 2 and "the run finished and its metrics are in" in one_line(err)
+    assert "final checkpoint was not written: no space left to write" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["tokens_seen"] == 512
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.json"]  # no partial checkpoint

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from trainables.errors import ConfigError, did_you_mean
+from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.files import read_yaml
 from trainables.model import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
 
@@ -124,13 +124,13 @@ class PretrainConfig:
             low = 0 if allow_zero else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 kind = "a non-negative" if allow_zero else "a positive"
-                out.append(f"{section}.{name} must be {kind} integer, got {value!r}")
+                out.append(f"{section}.{name} must be {kind} integer, got {brief(value)}")
 
         def number(section: str, name: str, value, low: float, strict: bool):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or value < low or (strict and value == low):
                 rel = ">" if strict else ">="
-                out.append(f"{section}.{name} must be a number {rel} {low:g}, got {value!r}")
+                out.append(f"{section}.{name} must be a number {rel} {low:g}, got {brief(value)}")
                 return False
             return True
 
@@ -141,7 +141,7 @@ class PretrainConfig:
         if t.warmup_fraction is not None and not (isinstance(t.warmup_fraction, (int, float))
                                                   and not isinstance(t.warmup_fraction, bool)
                                                   and 0.0 <= t.warmup_fraction < 1.0):
-            out.append(f"train.warmup_fraction must be a number in [0, 1) or null, got {t.warmup_fraction!r}")
+            out.append(f"train.warmup_fraction must be a number in [0, 1) or null, got {brief(t.warmup_fraction)}")
         positive_int("train", "seed", t.seed, allow_zero=True)
         lrs_ok = all(
             [
@@ -154,15 +154,15 @@ class PretrainConfig:
         number("train", "max_norm", t.max_norm, 0.0, strict=True)
         if lrs_ok:
             out.extend(lr_order_problems(t.initial_lr, t.peak_lr, t.min_lr))
-        if not (t.device in ("auto", "cpu", "cuda") or str(t.device).startswith("cuda:")):
-            out.append(f"train.device must be auto, cpu, cuda or cuda:N, got {t.device!r}")
+        if not (t.device in ("auto", "cpu", "cuda") or isinstance(t.device, str) and t.device.startswith("cuda:")):
+            out.append(f"train.device must be auto, cpu, cuda or cuda:N, got {brief(t.device)}")
         if t.precision not in PRECISIONS:
-            out.append(f"train.precision must be one of {', '.join(PRECISIONS)}, got {t.precision!r}"
-                       f"{did_you_mean(str(t.precision), PRECISIONS)}")
+            out.append(f"train.precision must be one of {', '.join(PRECISIONS)}, got {brief(t.precision)}"
+                       f"{did_you_mean(word(t.precision), PRECISIONS)}")
         if not isinstance(t.compile, bool):
-            out.append(f"train.compile must be true or false, got {t.compile!r}")
+            out.append(f"train.compile must be true or false, got {brief(t.compile)}")
         if not isinstance(d.train_ratio, (int, float)) or not 0.0 < d.train_ratio < 1.0:
-            out.append(f"data.train_ratio must be strictly between 0 and 1, got {d.train_ratio!r}")
+            out.append(f"data.train_ratio must be strictly between 0 and 1, got {brief(d.train_ratio)}")
         positive_int("data", "stride", d.stride, allow_none=True)
         out.extend(data_problems(d))
         positive_int("eval", "eval_freq", e.eval_freq)
@@ -214,7 +214,7 @@ class PretrainConfig:
         problems: list[str] = []
         for key in raw:
             if key not in SECTIONS:
-                problems.append(f"unknown section '{key}'{did_you_mean(str(key), SECTIONS)}")
+                problems.append(f"unknown section {brief(key, limit=40)}{did_you_mean(str(key)[:40], SECTIONS)}")
         parts: dict[str, dict[str, Any]] = {}
         for section, allowed in SECTIONS.items():
             body = raw.get(section) or {}
@@ -223,7 +223,7 @@ class PretrainConfig:
                 continue
             for key in body:
                 if key not in allowed:
-                    problems.append(f"unknown key '{section}.{key}'{did_you_mean(str(key), allowed)}")
+                    problems.append(f"unknown key '{section}.{brief(key, limit=40).strip(chr(39))}'{did_you_mean(str(key)[:40], allowed)}")
             parts[section] = {k: plain(v) for k, v in body.items() if k in allowed}
         if problems:
             raise ConfigError(f"{source}: " + "; ".join(problems))
@@ -284,19 +284,19 @@ def data_problems(d: DataArgs) -> list[str]:
 
     out = []
     if d.path is not None and (not isinstance(d.path, str) or not d.path.strip()):
-        out.append(f"data.path must be a file or directory path, or null for the embedded corpus, got {d.path!r:.80}")
+        out.append(f"data.path must be a file or directory path, or null for the embedded corpus, got {brief(d.path)}")
     if not isinstance(d.pattern, str) or not d.pattern.strip():
-        out.append(f"data.pattern must be a non-empty glob such as '**/*.txt', got {d.pattern!r:.80}")
+        out.append(f"data.pattern must be a non-empty glob such as '**/*.txt', got {brief(d.pattern)}")
     if d.format not in FORMATS:
-        out.append(f"data.format must be one of {', '.join(FORMATS)}, got {str(d.format)[:40]!r}"
-                   f"{did_you_mean(str(d.format), FORMATS)}")
+        out.append(f"data.format must be one of {', '.join(FORMATS)}, got {brief(d.format, limit=40)}"
+                   f"{did_you_mean(word(d.format), FORMATS)}")
     if not isinstance(d.text_field, str) or not d.text_field:
-        out.append(f"data.text_field must name the JSONL key or Parquet column holding the text, got {d.text_field!r:.80}")
+        out.append(f"data.text_field must name the JSONL key or Parquet column holding the text, got {brief(d.text_field)}")
     s = d.sample_tokens
     if s is not None and (not isinstance(s, int) or isinstance(s, bool) or s < 1):
-        out.append(f"data.sample_tokens must be a positive integer (tokens to sample) or null, got {s!r:.80}")
+        out.append(f"data.sample_tokens must be a positive integer (tokens to sample) or null, got {brief(s)}")
     if not isinstance(d.sample_seed, int) or isinstance(d.sample_seed, bool) or d.sample_seed < 0:
-        out.append(f"data.sample_seed must be a non-negative integer, got {d.sample_seed!r:.80}")
+        out.append(f"data.sample_seed must be a non-negative integer, got {brief(d.sample_seed)}")
     return out
 
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from trainables.files import atomic_write_text
-from trainables.errors import DataError, first_line
+from trainables.errors import DataError, brief, first_line
 
 EMBEDDED = "embedded:pydoc_data.topics"
 TOKENIZER = "gpt2"
@@ -730,7 +730,7 @@ def load_tokens(
     source = EMBEDDED if path is None else str(Path(path).expanduser().resolve())
     if sample_tokens is not None and (isinstance(sample_tokens, bool) or not isinstance(sample_tokens, int)
                                       or sample_tokens < 1):
-        raise DataError(f"data.sample_tokens must be a positive integer or null, got {sample_tokens!r}")
+        raise DataError(f"data.sample_tokens must be a positive integer or null, got {brief(sample_tokens)}")
     if format not in FORMATS:
         raise DataError(f"unknown data.format '{str(format)[:40]}'; choose one of: {', '.join(FORMATS)}")
     files = corpus_files(path, pattern, format)

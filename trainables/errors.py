@@ -55,6 +55,11 @@ def first_line(text: Any, *, limit: int = 300) -> str:
     return body.splitlines()[0][:limit] if body else ""
 
 
+def word(value: Any, limit: int = 40) -> str:
+    """A user value as a short string for :func:`did_you_mean`: the start of a string, else ''."""
+    return value[:limit] if isinstance(value, str) else ""
+
+
 def brief(value: Any, *, limit: int = 80) -> str:
     """A bounded ``repr`` of a user value for an error message: at most ``limit`` characters.
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import ConfigError, did_you_mean
+from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.loss import next_token_loss
 
 GPT2_VOCAB_SIZE = 50257  # tiktoken "gpt2": 50,000 merges + 256 bytes + <|endoftext|>
@@ -91,22 +91,22 @@ class GPTConfig:
         for name in ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
-                out.append(f"model.{name} must be a positive integer, got {value!r}")
+                out.append(f"model.{name} must be a positive integer, got {brief(value)}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            out.append(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+            out.append(f"model.dropout must be in [0, 1), got {brief(self.dropout)}")
         for name in ("qkv_bias", "tie_embeddings", "mup_zero_readout", "pad_vocab"):
             if not isinstance(getattr(self, name), bool):
-                out.append(f"model.{name} must be true or false, got {getattr(self, name)!r}")
+                out.append(f"model.{name} must be true or false, got {brief(getattr(self, name))}")
         for name in ("init_std", "mup_input_mult", "mup_output_mult"):
             value = getattr(self, name)
             if not _is_number(value) or value <= 0:
-                out.append(f"model.{name} must be a number > 0, got {value!r}")
+                out.append(f"model.{name} must be a number > 0, got {brief(value)}")
         if self.parametrization not in PARAMETRIZATIONS:
-            out.append(f"model.parametrization must be 'sp' or 'mup', got {self.parametrization!r}"
-                       f"{did_you_mean(str(self.parametrization), PARAMETRIZATIONS)}")
+            out.append(f"model.parametrization must be 'sp' or 'mup', got {brief(self.parametrization)}"
+                       f"{did_you_mean(word(self.parametrization), PARAMETRIZATIONS)}")
         base = self.base_width
         if base is not None and (not _is_int(base) or base < 1):
-            out.append(f"model.base_width must be a positive integer (the proxy's emb_dim) or null, got {base!r}")
+            out.append(f"model.base_width must be a positive integer (the proxy's emb_dim) or null, got {brief(base)}")
             base = None
         if not out and self.emb_dim % self.n_heads:
             out.append(

@@ -30,7 +30,7 @@ import torch
 from trainables.files import atomic_write, atomic_write_text
 from trainables.config import PretrainConfig, TrainArgs, warmup_steps_of
 from trainables.corpus import WindowLoader, load_data, split_tokens
-from trainables.errors import CheckpointError, ConfigError, DataError, first_line
+from trainables.errors import CheckpointError, ConfigError, DataError, DiskFullError, first_line
 from trainables.model import GPT, GPTConfig, param_groups
 from trainables.status import COMPLETED, DIVERGED
 
@@ -417,13 +417,14 @@ class Run:
         return loss.item()
 
     def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
-              checkpoint_dir: Path | None = None) -> RunSummary:
+              checkpoint_dir: Path | None = None, final_checkpoint: bool = True) -> RunSummary:
         """Train from the current step to the end of the plan; returns the run's summary.
 
         Per step: set the LRs, take the step, stop if the loss is not finite; every eval_freq steps
         and after the last: evaluate (stop if val loss is not finite), log, checkpoint into
         ``checkpoint_dir`` (at the end, every eval.checkpoint_freq steps, and when
-        eval.checkpoint_minutes have passed since the last one), report.
+        eval.checkpoint_minutes have passed since the last one), report. ``final_checkpoint=False``
+        leaves the end's checkpoint to the caller (who saves the metrics first).
         """
         e = self.config.eval
         self.model.train()
@@ -446,7 +447,7 @@ class Run:
                 break
             if log:
                 log(_progress_line(metrics, self.plan))
-            if checkpoint_dir is not None and (final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)
+            if checkpoint_dir is not None and ((final and final_checkpoint) or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)
                                                or self.checkpoint_due()):
                 self.save(checkpoint_dir)
             if on_eval is not None:
@@ -544,11 +545,17 @@ def pretrain(
         log(run.plan.describe())
         if resume:
             log(f"resumed at step {run.step} ({run.tokens_seen:,} tokens seen)")
-    summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out)
-    if out is not None:
+    summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out, final_checkpoint=False)
+    if out is not None:  # the metrics first: a full disk may cost the checkpoint, never the run's result
         atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
+        if summary.status == COMPLETED:
+            try:
+                run.save(out)
+            except DiskFullError as exc:
+                raise DiskFullError(f"the run finished and its metrics are in {out / METRICS_FILE}, but its final "
+                                    f"checkpoint was not written: {exc}") from None
         if log:
-            log(f"wrote {out / METRICS_FILE} and {out / CHECKPOINT_FILE}")
+            log(f"wrote {out / METRICS_FILE}" + (f" and {out / CHECKPOINT_FILE}" if summary.status == COMPLETED else ""))
     return summary
 
 
