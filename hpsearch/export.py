@@ -312,6 +312,9 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
             raise SweepError(f"no trial '{trial_id}' in sweep {sweep_dir.name}; "
                              f"see `hpsearch results {sweep_dir.name}` for trial ids")
         row = match.iloc[0]
+    unfinished = unfinished_note(meta, trials)
+    if unfinished and log:
+        log(f"warning: {unfinished}")
     base = PretrainConfig.from_dict(meta["base_config"], source=f"{sweep_dir}/sweep.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     provenance = {
@@ -319,6 +322,7 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
         "best_val_loss": float(row["best_val_loss"]), "best_val_tokens": int(row["best_val_tokens"]),
         "mode": meta.get("mode"), "space": meta.get("space", {}).get("name"),
         "command": meta.get("command"), "versions": meta.get("versions"),
+        **({"unfinished": unfinished} if unfinished else {}),
     }
     cfg = trial_config(base, row, axes)
     target = target_model or target_width is not None or target_tokens is not None
@@ -347,6 +351,19 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
     side = out.with_name(out.stem + ".provenance.yaml")
     atomic_write_text(side, yaml.safe_dump(_plain_tree(provenance), sort_keys=False))
     return [out, side]
+
+
+def unfinished_note(meta: dict, trials: pd.DataFrame) -> str:
+    """Why the export is not the sweep's final answer yet ('' when the sweep finished)."""
+    cut = int((trials["status"] == res.INTERRUPTED).sum()) if "status" in trials else 0
+    name = meta.get("name", "NAME")
+    if "interrupted" in meta or cut:
+        return (f"sweep {name} was interrupted ({cut} trial(s) did not finish), so this is the best trial so far, "
+                f"not the sweep's answer; finish it first with `hpsearch sweep --name {name} --resume`")
+    if "finished" not in meta:
+        return (f"sweep {name} has not finished (still running, or stopped before it could say so); this is the "
+                "best trial so far")
+    return ""
 
 
 def _plain_tree(obj):

@@ -512,3 +512,25 @@ def test_a_finished_run_keeps_its_metrics_when_the_final_checkpoint_finds_the_di
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["tokens_seen"] == 512
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "metrics.json"]  # no partial checkpoint
+
+
+@pytest.mark.parametrize("record, expected", [({"interrupted": "x"}, "was interrupted (1 trial(s) did not finish)"),
+                                              ({}, "has not finished"), ({"finished": "x"}, None)])
+def test_export_says_when_the_sweep_has_no_final_answer_yet(record, expected, tmp_path, capsys):
+    sweep = tmp_path / "results" / "s"
+    sweep.mkdir(parents=True)
+    rows = [{"trial_id": "t0", "status": "completed", "peak_lr": 1e-3, "best_val_loss": 5.0, "best_val_tokens": 512,
+             "tokens_seen": 512, "wall_time_s": 1.0}]
+    if "interrupted" in record:
+        rows.append({**rows[0], "trial_id": "t1", "status": INTERRUPTED, "best_val_loss": 4.0, "tokens_seen": 256})
+    res.save(sweep, pd.DataFrame(rows), pd.DataFrame(columns=res.CURVE_COLUMNS))
+    (sweep / "sweep.json").write_text(json.dumps({"name": "s", "space": {"axes": {"peak_lr": {}}},
+                                                  "base_config": nano_config().to_dict(), **record}))
+    code = main(["export", "s", "--out", str(tmp_path / "best.yaml"), "--results-dir", str(tmp_path / "results")])
+    said = capsys.readouterr().out
+    assert code == 0 and load_config(tmp_path / "best.yaml").train.peak_lr == 1e-3  # t0: t1 never ranks
+    if expected:
+        assert f"warning: sweep s {expected}" in said
+        assert ("--name s --resume" in said) == ("interrupted" in record)
+    else:
+        assert "warning" not in said
