@@ -14,17 +14,24 @@ writes into :data:`PROGRESS`, keyed by the sweep's Tune directory, instead of in
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from trainables.status import DISK_FULL
+
 
 @dataclass
 class Progress:
     stepped: bool = False
     """Tune ran at least one step (a resumed sweep whose trials had all ended runs none)."""
+    disk_full: str = ""
+    """Set when a trial's checkpoint found the disk full: the sweep was stopped (as by Ctrl-C) because of it."""
     finished: set[str] = field(default_factory=set)
     """Trials that ended, were stopped by the scheduler or errored for good: their ids and directory names
     (a trial that never reported has no id in its results, only its directory)."""
@@ -47,6 +54,17 @@ class FinishedTrials(Callback):
         for t in trials:
             if t.status in (Trial.TERMINATED, Trial.ERROR):
                 self._done(t)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        # a checkpoint found the disk full: stop the sweep the way Ctrl-C does (Tune's own handler of
+        # SIGUSR1 saves the state and ends the run; the trials stay unfinished and --resume reruns them).
+        # Every retry would fill the disk again.
+        if result.get(DISK_FULL) and not self._progress().disk_full:
+            self._progress().disk_full = f"trial {trial.trial_id}: {result[DISK_FULL]}"
+            # Tune's last state snapshot fails on the full disk with a traceback; the sweep's own one-line
+            # error says what happened and how to finish (the snapshot before it is intact)
+            logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._done(trial)

@@ -34,8 +34,8 @@ from hpsearch.skips import skip_lines
 from search_spaces import Space, get_space, parse_space
 from trainables.config import EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_data
-from trainables.errors import SweepError, first_line
-from trainables.files import atomic_write_text
+from trainables.errors import DiskFullError, SweepError, first_line
+from trainables.files import atomic_write_text, is_out_of_space
 from trainables.model import preset_config
 from trainables.pretrain import plan_run
 from trainables.status import INTERRUPTED, METRIC
@@ -406,10 +406,18 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
         raise
     for line in describe(plan):
         log(line)
-    from hpsearch.finished import begin  # imports Ray: only once the sweep is known to start
+    from hpsearch.finished import begin, progress_of  # imports Ray: only once the sweep is known to start
 
     begin(plan.tune_dir)
-    outcome = collect_results(plan, tuner.fit(), wall_s=time.perf_counter() - t0)
+    try:
+        grid = tuner.fit()
+        outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0)
+    except Exception as exc:
+        if not (progress_of(plan.tune_dir).disk_full or is_out_of_space(exc)):
+            raise
+        raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full or first_line(exc))) from None
+    if progress_of(plan.tune_dir).disk_full:
+        raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full))
     log("")
     log(res.leaderboard(outcome.trials, plan.axes, top=10))
     log(res.summary_line(outcome.trials))
@@ -422,6 +430,13 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     elif outcome.best_config:
         log(f"best config: {outcome.best_config}  (run it: hpsearch pretrain --config {outcome.best_config})")
     return outcome
+
+
+def disk_full_stop(plan: SweepPlan, why: str) -> str:
+    """One line for a sweep stopped by a full disk: what filled, and how to finish once space is freed."""
+    return (f"sweep {plan.name} stopped because the disk is full ({why[:400]}); no trial was retried, and the "
+            f"unfinished ones keep their last checkpoint: free space under {plan.sweep_dir.parent}, then run "
+            f"`hpsearch sweep --name {plan.name} --results-dir {plan.sweep_dir.parent} --resume`")
 
 
 def _now() -> str:

@@ -534,3 +534,37 @@ def test_export_says_when_the_sweep_has_no_final_answer_yet(record, expected, tm
         assert ("--name s --resume" in said) == ("interrupted" in record)
     else:
         assert "warning" not in said
+
+
+def test_a_sweep_stops_when_a_checkpoint_finds_the_disk_full_and_resume_finishes_it(tmp_path):
+    # a 16 MB filesystem holds the sweep's records but not the nano trial's 39 MB checkpoint
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tmpfs is Linux only")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); needs root or CAP_SYS_ADMIN")
+    try:
+        space = tmp_path / "one.yaml"
+        space.write_text(yaml.safe_dump({"name": "one", "axes": {"peak_lr": {"grid": [5e-3]}},
+                                         "fixed": {"batch_size": 4, "warmup_steps": 2}}))
+        base = [sys.executable, "-m", "hpsearch.cli", "sweep", "--name", "d", "--results-dir", str(mnt),
+                "--no-dashboard"]
+        cmd = [*base, "--space", str(space), "--mode", "grid", "--model", "nano", "--max-tokens-per-trial", "2048",
+               "--eval-freq", "4", "--eval-iter", "1", "--checkpoint-every", "1", "--max-failures", "3"]
+        # the trial waits 300 s for the stop; a driver that retried instead would still be running at 200 s
+        full = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=200)
+        err = full.stderr.strip().splitlines()[-1]
+        assert full.returncode == 2, full.stderr[-3000:]
+        assert err.startswith("hpsearch: error: sweep d stopped because the disk is full (trial ") and \
+            "no space left" in err.lower() or "No space left on device" in err, err
+        assert f"--name d --results-dir {mnt} --resume" in err
+        subprocess.run(["mount", "-o", "remount,size=256m", str(mnt)], check=True)  # space is freed
+        resumed = subprocess.run([*base, "--resume"], env=ENV, capture_output=True, text=True, timeout=400)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        trials = pd.read_parquet(mnt / "d" / "trials.parquet")
+        assert list(trials["status"]) == [COMPLETED] and trials["tokens_seen"].iloc[0] == 2048
+        assert "finished" in json.loads((mnt / "d" / "sweep.json").read_text())
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

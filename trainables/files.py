@@ -63,6 +63,19 @@ NEARLY_FULL = 1 << 20
 """Free bytes below which a failed write that gives no errno (torch.save) is taken for a full disk."""
 
 
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk or quota is full: our own
+    DiskFullError, an OSError with ENOSPC/EDQUOT, or a library's message saying so (pyarrow's copies)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, DiskFullError) or isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc)[:2000] or "Disk quota exceeded" in str(exc)[:2000]:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _out_of_space(exc: Exception, tmp: Path) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True

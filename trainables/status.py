@@ -24,3 +24,6 @@ STATUSES = (COMPLETED, EARLY_STOPPED, DIVERGED, ERRORED, SKIPPED, INTERRUPTED)
 RANKED = (COMPLETED, EARLY_STOPPED)
 """Statuses whose trials compete for best; diverged, errored, skipped and interrupted trials never win."""
 FAILED = (DIVERGED, ERRORED)
+
+DISK_FULL = "disk_full"
+"""Report key of a trial whose checkpoint found the disk full (its message): the driver stops the sweep."""

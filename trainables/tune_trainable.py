@@ -35,9 +35,10 @@ import torch
 from ray import tune
 
 from trainables.config import PretrainConfig
-from trainables.errors import ConfigError, DataError
+from trainables.errors import ConfigError, DataError, DiskFullError, first_line
+from trainables.files import is_out_of_space
 from trainables.pretrain import Run, RunSummary
-from trainables.status import COMPLETED, DIVERGED, METRIC, RUNNING, SKIPPED
+from trainables.status import COMPLETED, DISK_FULL, DIVERGED, METRIC, RUNNING, SKIPPED
 
 
 def placement() -> dict:
@@ -68,6 +69,19 @@ def checkpoint_now(metrics: dict, run: Run, evals_since_checkpoint: int, checkpo
     last checkpoint, and every ``checkpoint_every`` evaluations when that is set (0: never by count)."""
     return (metrics["training_complete"] or run.checkpoint_due()
             or bool(checkpoint_every) and evals_since_checkpoint >= checkpoint_every)
+
+
+DISK_FULL_WAIT_S = 300.0
+
+
+def wait_for_the_sweep_to_stop(report: dict, exc: BaseException) -> None:
+    """A checkpoint found the disk full: say so (without a checkpoint), then wait for the driver to stop
+    the sweep, so that the trial stays unfinished and ``--resume`` reruns it once space is freed. A retry
+    would only fill the disk again. Raises if no stop comes (a driver that does not know the key)."""
+    message = first_line(exc)
+    tune.report({**report, "training_complete": False, DISK_FULL: message})
+    time.sleep(DISK_FULL_WAIT_S)
+    raise DiskFullError(message)
 
 
 def diverged_report(summary: RunSummary, run: Run, where: dict) -> dict:
@@ -119,12 +133,17 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
             raise RuntimeError(f"injected fault at step {metrics['step']}")
         if checkpoint_now(metrics, run, evals_since_checkpoint, checkpoint_every):
             evals_since_checkpoint = 0
-            with tempfile.TemporaryDirectory() as d:
-                save(Path(d))
-                t0 = time.perf_counter()
-                tune.report({**report, "checkpoint_seconds": run.checkpoint_seconds + handed_over},
-                            checkpoint=tune.Checkpoint.from_directory(d))
-                handed_over += time.perf_counter() - t0
+            try:
+                with tempfile.TemporaryDirectory() as d:
+                    save(Path(d))
+                    t0 = time.perf_counter()
+                    tune.report({**report, "checkpoint_seconds": run.checkpoint_seconds + handed_over},
+                                checkpoint=tune.Checkpoint.from_directory(d))
+                    handed_over += time.perf_counter() - t0
+            except Exception as exc:
+                if not is_out_of_space(exc):
+                    raise
+                wait_for_the_sweep_to_stop(report, exc)
         else:
             tune.report({**report, "checkpoint_seconds": run.checkpoint_seconds + handed_over})
 
