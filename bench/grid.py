@@ -49,7 +49,7 @@ def run_chunk(lr: float, axes: dict, tag: str, max_tokens: int) -> pd.DataFrame:
     opts = SweepOptions(space=space_file(lr, axes, tag), mode="grid", name=f"grid-{tag}-{int(time.time())}",
                         model=MODEL, max_tokens_per_trial=max_tokens, eval_freq=EVAL_FREQ, eval_iter=EVAL_ITER,
                         cpus_per_trial=1.0, max_concurrent=2, results_dir=str(RUNS_DIR), dashboard=False,
-                        verbose=0)
+                        verbose=0, precision="fp32")  # the same ground truth on every CPU
     out = run_sweep(opts, log=lambda line: None)
     shutil.rmtree(RUNS_DIR / opts.name, ignore_errors=True)  # the CSV keeps what matters
     trials = out.trials.assign(peak_lr=lr)

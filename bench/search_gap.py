@@ -162,7 +162,7 @@ def verify_determinism(curves: dict) -> float:
     cfg_key = sorted(curves)[len(curves) // 2]
     hp = dict(zip(AXES, cfg_key))
     hp["warmup_steps"] = int(hp["warmup_steps"])
-    cfg = PretrainConfig(model=preset_config(MODEL), preset=MODEL, train=TrainArgs(max_tokens=MAX_TOKENS),
+    cfg = PretrainConfig(model=preset_config(MODEL), preset=MODEL, train=TrainArgs(max_tokens=MAX_TOKENS, precision="fp32"),
                          eval=EvalArgs(eval_freq=EVAL_FREQ, eval_iter=EVAL_ITER)).with_hparams({**FIXED, **hp})
     torch.set_num_threads(1)
     summary = pretrain(cfg, tokens=load_tokens(None, log=None).tokens, log=None)
