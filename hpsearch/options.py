@@ -75,9 +75,13 @@ class SweepOptions:
     max_tokens_per_trial: int | None = _opt(None, "token budget of each trial (caps num_epochs; the LR schedule "
                                                   "is fitted to it)", group=BUDGET, low=1, kind=int)
     grace_tokens: int | None = _opt(None, "ASHA: tokens every trial trains before it may be stopped "
-                                          "(default max_t / rf^2)", group=BUDGET, low=1, kind=int)
+                                          "(default max_t / rf^2, and never before the space's longest "
+                                          "warmup ends)", group=BUDGET, low=1, kind=int)
     reduction_factor: float = _opt(3.0, "ASHA: keep the best 1/rf of the trials at each rung",
                                    group=BUDGET, low=1.0, low_open=True, kind=float)
+    budget_tokens: int | None = _opt(None, "the sweep's budget: no new trial starts once its trials have trained "
+                                           "this many tokens in all (e.g. 5e6); the summary prints the tokens "
+                                           "used against it", group=BUDGET, low=1, kind=int)
     eval_freq: int | None = _opt(None, "evaluate every N optimizer steps (default 10)", group=BUDGET, low=1, kind=int)
     eval_iter: int | None = _opt(None, "batches averaged per evaluation (default 3)", group=BUDGET, low=1, kind=int)
     precision: str | None = _opt(None, "trial arithmetic: fp32, bf16-mixed, or auto (bf16 where the device "
@@ -107,6 +111,8 @@ class SweepOptions:
     checkpoint_minutes: float | None = _opt(None, "also checkpoint a trial when this many minutes passed since "
                                                   "its last checkpoint (default 5; 0: off)", group=FAULTS,
                                             low=0, kind=float)
+    keep_checkpoints: int = _opt(3, "once the sweep finishes, only the best N finished trials keep their "
+                                    "checkpoints (unfinished trials always keep theirs)", group=FAULTS, low=0, kind=int)
     resume: bool = _opt(False, "continue the interrupted sweep --name", group=FAULTS)
     smoke_test: bool = _opt(False, "the real loop on the nano model and a tiny budget, in seconds", group=FAULTS)
     results_dir: str = _opt(str(DEFAULT_RESULTS), "where sweeps are written", group=FAULTS)
@@ -177,8 +183,11 @@ def describe_range(f) -> str:
 
 
 def _parser_type(f):
-    """An argparse ``type=`` that parses the value and checks the field's range at parse time."""
+    """An argparse ``type=`` that parses the value and checks the field's range at parse time.
+    Token counts (fields named ``*_tokens*``) also take 2e5, 800k, 10B."""
     m = f.metadata
+    if "tokens" in f.name and m["kind"] is int:
+        return parse_count
     return number(m["kind"], low=m["low"], high=m["high"], low_open=m["low_open"])
 
 

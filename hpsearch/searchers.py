@@ -8,7 +8,16 @@
 Ray 2.60's OptunaSearch tells Optuna that an ASHA-stopped trial COMPLETEd with its early loss, which
 misleads TPE, and leaves a trial whose loss ended NaN RUNNING. `StatusAwareOptunaSearch` reads the
 trial's own ``hp_status`` instead: completed -> COMPLETE, stopped early -> PRUNED, diverged or
-skipped-invalid or errored -> FAIL. Non-finite intermediate values are never reported to Optuna.
+skipped-invalid or errored -> FAIL. Non-finite intermediate values are never reported to Optuna, and
+intermediate values are reported at the trial's tokens seen (not Tune's report count), so curves of
+trials with different batch sizes line up in optuna-dashboard.
+
+Nothing is trained that need not be (issue 18). The Optuna modes ask their sampler until it proposes a
+point that would train: a statically invalid point (:class:`Proposals`: the LR order, warmup not below
+the run's steps, a batch larger than the corpus) is told FAIL at once, and a point already proposed in
+this sweep is told the earlier trial's outcome, so neither takes a trial slot and ``--num-samples``
+counts trials that train. Both stay in the study with the user attribute ``excluded`` (why). A
+``budget_tokens`` ends every mode's search once its trials have trained that many tokens in all.
 """
 
 from __future__ import annotations
@@ -19,14 +28,88 @@ from pathlib import Path
 
 import optuna
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.utils.util import unflatten_dict
 
+from trainables.config import PretrainConfig
+from trainables.errors import ConfigError, DataError, first_line
+from trainables.pretrain import plan_run
 from trainables.status import COMPLETED, DIVERGED, SKIPPED
 
+EXCLUDED = "excluded"
+"""User attribute of a study trial that never trained: 'invalid: <why>' or 'repeat of <trial>'."""
+EXHAUSTED = "exhausted"
+"""Study user attribute: why the sampler stopped proposing (every new proposal was invalid or a repeat)."""
+MAX_ASKS = 100
+"""Proposals asked in a row before a search is taken to have no new valid point left."""
 
 
-class StatusAwareOptunaSearch(OptunaSearch):
+class Proposals:
+    """Whether a proposed point would train: the same checks a trial runs before training, without Ray.
+
+    Holds the sweep's base config (as a dict) and the corpus size, never the tokens: it is pickled
+    with the searcher into Tune's state.
+    """
+
+    def __init__(self, base: dict, n_tokens: int):
+        self.base, self.n_tokens = base, n_tokens
+        self._cfg: PretrainConfig | None = None
+
+    def problem(self, params: dict) -> str | None:
+        """None when the point would train; else the trial's own one-line reason."""
+        if self._cfg is None:
+            self._cfg = PretrainConfig.from_dict(self.base, source="sweep base config")
+        try:
+            plan_run(self._cfg.with_hparams(params, source="proposal"), self.n_tokens)
+        except (ConfigError, DataError) as exc:
+            return first_line(exc, limit=300)
+        return None
+
+
+def point_key(params: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
+class TokenBudget:
+    """Tokens trained by a search's trials so far (the latest ``tokens_seen`` of each), against a budget."""
+
+    def _init_budget(self, budget_tokens: int | None) -> None:
+        self._budget, self._tokens = budget_tokens, {}
+
+    def _note_tokens(self, trial_id: str, result: dict) -> None:
+        if "tokens_seen" in result:
+            self._tokens[trial_id] = int(result["tokens_seen"])
+
+    def budget_spent(self) -> bool:
+        return bool(self._budget) and sum(self._tokens.values()) >= self._budget
+
+
+class BudgetedVariantGenerator(TokenBudget, BasicVariantGenerator):
+    """Tune's grid/random generator that starts no new trial once ``budget_tokens`` are spent.
+    Its state (Tune pickles ``__dict__``) carries the tokens across ``--resume``."""
+
+    def __init__(self, *, budget_tokens: int | None = None, **kw):
+        BasicVariantGenerator.__init__(self, **kw)
+        self._init_budget(budget_tokens)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._note_tokens(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._note_tokens(trial_id, result or {})  # a stopped trial's last result reaches only this hook
+        super().on_trial_complete(trial_id, result, error)
+
+    def next_trial(self):
+        if self.budget_spent():
+            self.set_finished()
+            return None
+        return super().next_trial()
+
+
+
+class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
     """OptunaSearch that tells Optuna each trial's real outcome (see the module docstring).
 
     It relies on three private attributes of Ray 2.60's ``OptunaSearch``, because Ray offers no public
@@ -40,13 +123,57 @@ class StatusAwareOptunaSearch(OptunaSearch):
     instead of sweeps silently telling Optuna the wrong thing.
     """
 
+    def __init__(self, *args, proposals: Proposals | None = None, budget_tokens: int | None = None, **kw):
+        super().__init__(*args, **kw)
+        self._proposals = proposals
+        self._init_budget(budget_tokens)
+        self._by_point: dict[tuple, str] = {}  # point -> the Tune trial that trains it
+        self._outcomes: dict[str, tuple] = {}  # Tune trial id -> (state, value) it was told
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        if not self._ot_study.metric_names:
+            with warnings.catch_warnings():  # "set_metric_names is experimental"
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._ot_study.set_metric_names([self._metric])  # optuna-dashboard names the objective
+
+    def suggest(self, trial_id: str):
+        if trial_id in self._ot_trials or callable(self._space) or not self._space:
+            return super().suggest(trial_id)
+        if self.budget_spent():
+            return Searcher.FINISHED
+        for _ in range(MAX_ASKS):
+            ot_trial = self._ot_study.ask(fixed_distributions=self._space)
+            params = unflatten_dict(ot_trial.params)
+            why = self._proposals.problem(params) if self._proposals else None
+            if why:
+                ot_trial.set_user_attr(EXCLUDED, f"invalid: {why}")
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            earlier = self._by_point.get(point_key(params))
+            if earlier is not None:  # the sampler learns the earlier outcome; nothing trains again
+                state, value = self._outcomes.get(earlier, (optuna.trial.TrialState.FAIL, None))
+                ot_trial.set_user_attr(EXCLUDED, f"repeat of {earlier}")
+                self._ot_study.tell(ot_trial, value, state=state)
+                continue
+            self._by_point[point_key(params)] = trial_id
+            self._ot_trials[trial_id] = ot_trial
+            return params
+        self._ot_study.set_user_attr(EXHAUSTED, f"{MAX_ASKS} proposals in a row were invalid or repeats: the "
+                                                "space has no untried valid point left (or almost none)")
+        return Searcher.FINISHED
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._note_tokens(trial_id, result)
         value = result.get(self.metric)
-        if value is None or not math.isfinite(value) or trial_id in self._completed_trials:
+        if value is None or not math.isfinite(value) or trial_id in self._completed_trials \
+                or trial_id not in self._ot_trials:
             return
-        super().on_trial_result(trial_id, result)
+        step = int(result.get("tokens_seen") or result.get("training_iteration") or 0)
+        self._ot_trials[trial_id].report(value, step)  # the step is tokens seen
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        self._note_tokens(trial_id, result or {})
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         status = (result or {}).get("hp_status")
@@ -59,19 +186,28 @@ class StatusAwareOptunaSearch(OptunaSearch):
             state, value = optuna.trial.TrialState.PRUNED, None
         self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
         self._completed_trials.add(trial_id)
+        self._outcomes[trial_id] = (state, value)
 
 
 def optuna_storage_url(sweep_dir: Path) -> str:
     return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
 
 
+def default_grace(max_t: int, reduction_factor: float, warmup_tokens: int = 0) -> int:
+    """ASHA's first rung: max_t / rf^2, but never before the longest warmup of the space has ended
+    (a trial judged mid-warmup has not yet trained at its peak LR), and always below max_t."""
+    return max(1, min(max(int(max_t / reduction_factor ** 2), warmup_tokens), max_t - 1))
+
+
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,
-                grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None):
+                grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None,
+                proposals: Proposals | None = None, budget_tokens: int | None = None, warmup_tokens: int = 0):
     """(search_alg, scheduler) for ``mode``."""
     if mode in ("grid", "random"):
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
-        return BasicVariantGenerator(random_state=seed if mode == "random" else None,
-                                     max_concurrent=max_concurrent or 0), FIFOScheduler()
+        return BudgetedVariantGenerator(random_state=seed if mode == "random" else None,
+                                        max_concurrent=max_concurrent or 0,
+                                        budget_tokens=budget_tokens), FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":
@@ -84,10 +220,11 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
         scheduler = FIFOScheduler()
     elif mode == "optuna-asha":
         sampler = optuna.samplers.TPESampler(seed=seed)
-        grace = grace_tokens or max(1, int(max_t / reduction_factor ** 2))
+        grace = grace_tokens or default_grace(max_t, reduction_factor, warmup_tokens)
         scheduler = ASHAScheduler(time_attr="tokens_seen", max_t=max_t, grace_period=grace,
                                   reduction_factor=reduction_factor)
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    search = StatusAwareOptunaSearch(sampler=sampler, study_name=study_name, storage=storage)
+    search = StatusAwareOptunaSearch(sampler=sampler, study_name=study_name, storage=storage, proposals=proposals,
+                                     budget_tokens=budget_tokens)
     return search, scheduler

@@ -30,14 +30,47 @@ def skip_lines(trials: pd.DataFrame, base: PretrainConfig, n_tokens: int, axes: 
     skipped = trials[trials["status"] == SKIPPED]
     if skipped.empty:
         return []
+    points = [({a: row[a] for a in axes if a in row and not _missing(row[a])}, str(row.get("error") or ""))
+              for _, row in skipped.iterrows()]
+    return [f"{len(skipped)} of {len(trials)} trials skipped-invalid:", *reason_lines(points, base, n_tokens)]
+
+
+def reason_lines(points: list[tuple[dict, str]], base: PretrainConfig, n_tokens: int) -> list[str]:
+    """One line per reason the (values, message) points cannot train: its count and the fix."""
     groups: dict[str, list[dict]] = defaultdict(list)
-    for _, row in skipped.iterrows():
-        values = {a: row[a] for a in axes if a in row and not _missing(row[a])}
-        for reason, facts in diagnose(base, values, n_tokens, message=str(row.get("error") or "")):
+    for values, message in points:
+        for reason, facts in diagnose(base, values, n_tokens, message=message):
             groups[reason].append(facts)
-    lines = [f"{len(skipped)} of {len(trials)} trials skipped-invalid:"]
-    for reason, facts in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        lines.append(f"  {len(facts)} x {reason}: {fix(reason, facts)}")
+    return [f"  {len(facts)} x {reason}: {fix(reason, facts)}"
+            for reason, facts in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+
+
+def excluded_lines(storage_url: str, study_name: str, base: PretrainConfig, n_tokens: int) -> list[str]:
+    """What the sampler proposed that never trained (hpsearch.searchers): invalid points per reason with
+    the fix, repeats, and why it stopped proposing, from the sweep's Optuna study."""
+    import optuna
+
+    from hpsearch.searchers import EXCLUDED, EXHAUSTED
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url)
+    except Exception:  # no study (grid/random), or an unreadable one: nothing to say
+        return []
+    invalid, repeats = [], 0
+    for t in study.get_trials(deepcopy=False):
+        why = t.user_attrs.get(EXCLUDED, "")
+        if why.startswith("invalid: "):
+            invalid.append((dict(t.params), why.removeprefix("invalid: ")))
+        elif why:
+            repeats += 1
+    lines = []
+    if invalid:
+        lines += [f"{len(invalid)} invalid proposals excluded before training (none took a trial slot):",
+                  *reason_lines(invalid, base, n_tokens)]
+    if repeats:
+        lines.append(f"{repeats} repeated proposals were told their earlier trial's outcome instead of training again")
+    if study.user_attrs.get(EXHAUSTED):
+        lines.append(f"the sampler stopped early: {study.user_attrs[EXHAUSTED]}")
     return lines
 
 

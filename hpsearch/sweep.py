@@ -16,6 +16,7 @@ model preset for fixed values) -> :func:`base_config` -> each trial's ``config``
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shlex
 import sys
@@ -30,7 +31,7 @@ import pandas as pd
 from hpsearch import results as res
 from hpsearch.options import SweepOptions, flag, smoke_options, smoke_overrides, sweep_dir_of, sweep_name
 from hpsearch.ray_session import check_resources, ensure_ray
-from hpsearch.skips import skip_lines
+from hpsearch.skips import excluded_lines, skip_lines
 from search_spaces import Space, get_space, parse_space
 from trainables.config import EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_data
@@ -112,16 +113,33 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
     return replace(cfg, eval=replace(cfg.eval, **ev)) if ev else cfg
 
 
+def axis_max(space: Space, name: str, default):
+    """The largest value axis ``name`` can take (``default`` when the space does not search it)."""
+    dist = space.axes.get(name)
+    if dist is None:
+        return default
+    values = [v for v in (getattr(dist, "values", None) or [getattr(dist, "high", default)]) if v is not None]
+    return max(values) if values else default
+
+
 def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
     """Most tokens any trial can train on: ASHA's max_t."""
     if base.train.max_tokens:
         return int(base.train.max_tokens)
-    epochs = base.train.num_epochs
-    dist = space.axes.get("num_epochs")
-    if dist is not None:
-        epochs = int(max(getattr(dist, "values", None) or [getattr(dist, "high", epochs)]))
+    epochs = int(axis_max(space, "num_epochs", base.train.num_epochs))
     train_tokens = int(n_tokens * base.data.train_ratio)
     return max(1, epochs * train_tokens)
+
+
+def max_warmup_tokens(base: PretrainConfig, space: Space, max_t: int) -> int:
+    """Tokens the longest warmup of the space takes: ASHA's first rung comes no earlier."""
+    t = base.train
+    fraction = axis_max(space, "warmup_fraction", t.warmup_fraction)
+    if fraction is not None:
+        return int(fraction * max_t)
+    steps = axis_max(space, "warmup_steps", t.warmup_steps)
+    context = axis_max(space, "context_len", base.model.context_len)
+    return int(steps * axis_max(space, "batch_size", t.batch_size) * context)
 
 
 def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepPlan:
@@ -318,7 +336,7 @@ def make_tuner(plan: SweepPlan):
     from ray import tune
 
     from hpsearch.finished import FinishedTrials
-    from hpsearch.searchers import make_search
+    from hpsearch.searchers import Proposals, make_search
 
     o = plan.opts
     trainable, max_concurrent = make_trainable(plan)
@@ -331,7 +349,10 @@ def make_tuner(plan: SweepPlan):
                                   resume_errored=False, restart_errored=False)
     search, scheduler = make_search(o.mode, seed=o.seed, study_name=plan.name, sweep_dir=plan.sweep_dir,
                                     max_t=plan.max_t, grace_tokens=o.grace_tokens,
-                                    reduction_factor=o.reduction_factor, max_concurrent=max_concurrent)
+                                    reduction_factor=o.reduction_factor, max_concurrent=max_concurrent,
+                                    proposals=Proposals(plan.base.to_dict(), len(plan.tokens)),
+                                    budget_tokens=o.budget_tokens,
+                                    warmup_tokens=max_warmup_tokens(plan.base, plan.space, plan.max_t))
     storage_path, experiment = plan.tune_dir.rsplit("/", 1)
     return tune.Tuner(
         trainable,
@@ -351,7 +372,7 @@ def make_tuner(plan: SweepPlan):
     )
 
 
-def collect_results(plan: SweepPlan, result_grid, *, wall_s: float) -> SweepOutcome:
+def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -> SweepOutcome:
     """trials/curves tables, best_config.yaml and the finished (or interrupted) record in sweep.json."""
     from hpsearch.export import export_native
     from hpsearch.finished import progress_of
@@ -368,12 +389,23 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float) -> SweepOutc
         best_path = plan.sweep_dir / "best_config.yaml"
         atomic_write_text(best_path, export_native(plan.base, best, plan.axes))
     skips = skip_lines(trials, plan.base, len(plan.tokens), plan.axes)
+    if plan.opts.mode in ("optuna-asha", "quasi-random") and "://" not in str(plan.sweep_dir):
+        from hpsearch.searchers import optuna_storage_url
+
+        skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
+    if plan.opts.budget_tokens:
+        used = int(pd.to_numeric(trials.get("tokens_seen"), errors="coerce").fillna(0).sum()) if len(trials) else 0
+        skips.append(f"tokens trained: {used:,} of the --budget-tokens {plan.opts.budget_tokens:,} "
+                     f"({used / plan.opts.budget_tokens:.0%}; trials running when it was reached finished their run)")
     record = json.loads((plan.sweep_dir / "sweep.json").read_text())
     for key in ("finished", "interrupted"):
         record.pop(key, None)
     record.update({"interrupted" if interrupted else "finished": _now(), "wall_time_s": round(wall_s, 1),
                    "best_trial": None if best is None else str(best["trial_id"]),
                    "summary": res.summary_line(trials), "skipped": skips})
+    from hpsearch.footprint import prune_checkpoints  # finished trials' checkpoints, all but the best few
+
+    record["checkpoints"] = prune_checkpoints(plan.tune_dir, trials, keep=plan.opts.keep_checkpoints, log=log).record()
     atomic_write_text(plan.sweep_dir / "sweep.json", json.dumps(record, indent=2))
     return SweepOutcome(plan.name, plan.sweep_dir, trials, curves, best, best_path, wall_s, plan.axes,
                         interrupted=interrupted, skips=skips)
@@ -386,6 +418,15 @@ def describe(plan: SweepPlan) -> list[str]:
              f"model {plan.base.preset}, {o.cpus_per_trial:g} CPU + {o.gpus_per_trial:g} GPU per trial, "
              f"budget {plan.max_t:,} tokens per trial",
              f"results -> {plan.sweep_dir}; TensorBoard: tensorboard --logdir {plan.tune_dir}"]
+    if o.mode == "optuna-asha":
+        from hpsearch.searchers import default_grace
+
+        grace = o.grace_tokens or default_grace(plan.max_t, o.reduction_factor,
+                                                max_warmup_tokens(plan.base, plan.space, plan.max_t))
+        lines.append(f"ASHA: no trial is stopped before {grace:,} tokens (after the space's longest warmup), "
+                     f"then the best 1/{o.reduction_factor:g} go on at each rung")
+    if o.budget_tokens:
+        lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")
     if o.mode in ("optuna-asha", "quasi-random"):
         lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}")
     return lines
@@ -409,9 +450,11 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     from hpsearch.finished import begin, progress_of  # imports Ray: only once the sweep is known to start
 
     begin(plan.tune_dir)
+    if o.budget_tokens:  # Tune queues up to 16 grid/random trials ahead; a budget is checked as each is created
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     try:
         grid = tuner.fit()
-        outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0)
+        outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
     except Exception as exc:
         if not (progress_of(plan.tune_dir).disk_full or is_out_of_space(exc)):
             raise

@@ -40,3 +40,86 @@ def test_each_outcome_is_told_to_optuna_with_its_own_state(search):
     assert [t.state for t in trials] == [State.COMPLETE, State.PRUNED, State.FAIL, State.FAIL, State.FAIL]
     assert trials[0].value == 4.0 and trials[1].value is None and trials[2].value is None
     assert trials[0].intermediate_values == {1: 5.0}  # the NaN report never reached Optuna
+
+
+# -- nothing trains that need not (issue 18) ------------------------------------------------------
+
+from helpers import nano_config  # noqa: E402
+
+from hpsearch.searchers import EXCLUDED, EXHAUSTED, BudgetedVariantGenerator, Proposals, default_grace  # noqa: E402
+from hpsearch.skips import excluded_lines  # noqa: E402
+from ray.tune.search import Searcher  # noqa: E402
+
+N_TOKENS = 20_000  # nano, context 32: 562 training windows
+
+
+def discrete_search(tmp_path=None, **kw) -> StatusAwareOptunaSearch:
+    cfg = nano_config(max_tokens=2048)
+    space = {"peak_lr": optuna.distributions.CategoricalDistribution([1e-3, 2e-3]),
+             "warmup_steps": optuna.distributions.CategoricalDistribution([2, 1000])}  # 1000 >= the run's 64 steps
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}") if tmp_path else None
+    return StatusAwareOptunaSearch(space=space, metric=METRIC, mode="min", sampler=optuna.samplers.TPESampler(seed=0),
+                                   proposals=Proposals(cfg.to_dict(), N_TOKENS), study_name="s", storage=storage, **kw)
+
+
+def test_invalid_points_and_repeats_never_reach_a_trial_and_the_sampler_is_told(tmp_path):
+    search = discrete_search(tmp_path)
+    first, second = search.suggest("t0"), search.suggest("t1")
+    assert {first["warmup_steps"], second["warmup_steps"]} == {2} and first != second  # the 2 valid points
+    search.on_trial_result("t0", {METRIC: 7.0, "tokens_seen": 512, "training_iteration": 1, "hp_status": RUNNING})
+    search.on_trial_complete("t0", {METRIC: 6.5, "hp_status": COMPLETED})
+    search.on_trial_complete("t1", {METRIC: 6.9, "hp_status": RUNNING})  # stopped early by ASHA
+    assert search.suggest("t2") == Searcher.FINISHED  # every untried point is invalid: nothing left to train
+    trials = search._ot_study.get_trials(deepcopy=False)
+    trained = [t for t in trials if EXCLUDED not in t.user_attrs]
+    assert len(trained) == 2 and trained[0].intermediate_values == {512: 7.0}  # step = tokens seen
+    invalid = [t for t in trials if t.user_attrs.get(EXCLUDED, "").startswith("invalid: ")]
+    repeats = [t for t in trials if t.user_attrs.get(EXCLUDED, "").startswith("repeat of ")]
+    assert invalid and all(t.state == State.FAIL and t.params["warmup_steps"] == 1000 for t in invalid)
+    assert "must be below the run's total steps" in invalid[0].user_attrs[EXCLUDED]
+    assert repeats and all(t.params["warmup_steps"] == 2 for t in repeats)
+    for t in repeats:  # told the earlier trial's own outcome
+        earlier = t.user_attrs[EXCLUDED].removeprefix("repeat of ")
+        assert (t.state, t.value) == ((State.COMPLETE, 6.5) if earlier == "t0" else (State.PRUNED, None))
+    assert search._ot_study.user_attrs[EXHAUSTED] and search._ot_study.metric_names == [METRIC]
+    lines = excluded_lines(f"sqlite:///{tmp_path / 'optuna.db'}", "s", nano_config(max_tokens=2048), N_TOKENS)
+    assert lines[0] == f"{len(invalid)} invalid proposals excluded before training (none took a trial slot):"
+    assert lines[1].startswith(f"  {len(invalid)} x warmup_steps not below the run's total steps: ")
+    assert "drop warmup_steps 1000" in lines[1]
+    assert lines[2] == f"{len(repeats)} repeated proposals were told their earlier trial's outcome instead of training again"
+    assert lines[3].startswith("the sampler stopped early: 100 proposals in a row")
+
+
+def test_the_token_budget_ends_the_search_once_spent():
+    search = StatusAwareOptunaSearch(space={"peak_lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
+                                     metric=METRIC, mode="min", sampler=optuna.samplers.TPESampler(seed=0),
+                                     budget_tokens=1000)
+    search.suggest("t0")
+    search.on_trial_result("t0", {METRIC: 7.0, "tokens_seen": 600, "training_iteration": 1})
+    search.suggest("t1")
+    search.on_trial_result("t1", {METRIC: 7.0, "tokens_seen": 300, "training_iteration": 1})
+    assert search.suggest("t2") != Searcher.FINISHED  # 900 of 1000
+    search.on_trial_result("t1", {METRIC: 6.0, "tokens_seen": 400, "training_iteration": 2})
+    assert search.suggest("t3") == Searcher.FINISHED  # 1000 of 1000
+
+    grid = BudgetedVariantGenerator(budget_tokens=1000)
+    grid.on_trial_result("a", {"tokens_seen": 999})
+    assert not grid.budget_spent()
+    grid.on_trial_result("b", {"tokens_seen": 1})
+    assert grid.budget_spent() and grid.next_trial() is None and grid.is_finished()
+
+
+@pytest.mark.parametrize("warmup, expected", [(0, 111), (300, 300), (5000, 999)])
+def test_asha_never_judges_a_trial_before_the_longest_warmup_ends(warmup, expected):
+    assert default_grace(1000, 3.0, warmup) == expected
+
+
+def test_a_grid_sweep_starts_no_trial_once_its_token_budget_is_spent(tmp_path, ray_session):
+    from hpsearch.sweep import SweepOptions, run_sweep
+
+    out = run_sweep(SweepOptions(space="smoke", mode="grid", model="nano", max_tokens_per_trial=1024, eval_freq=4,
+                                 eval_iter=1, budget_tokens=1, max_concurrent=1, results_dir=str(tmp_path),
+                                 name="budget", dashboard=False, verbose=0), log=lambda _: None)
+    assert len(out.trials) == 1 and out.trials["tokens_seen"].sum() == 1024  # the smoke grid has 4 points
+    assert "tokens trained: 1,024 of the --budget-tokens 1 (102400%; trials running when it was reached finished " \
+           "their run)" in out.skips
