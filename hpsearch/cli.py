@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from hpsearch import __version__
 from hpsearch.cluster import register_cluster_commands
 from hpsearch.options import (DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, number, parse_count, parse_list,
                               sweep_dir_of)
-from trainables.errors import HPSearchError
+from trainables.errors import HPSearchError, SweepError
 from trainables.status import COMPLETED
 
 MAX_ERROR_CHARS = 2000
@@ -131,8 +132,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ls(args: argparse.Namespace) -> int:
+    from hpsearch.catalog import format_table, list_sweeps
+
+    rows = list_sweeps(args.results_dir)
+    print(format_table(rows) if rows else f"no sweeps in {args.results_dir}")
+    return 0
+
+
 def cmd_tensorboard(args: argparse.Namespace) -> int:
-    logdir = _sweep_dir(args) / "tune"
+    sweep_dir = _sweep_dir(args)
+    if not (sweep_dir / "sweep.json").is_file():
+        raise SweepError(f"no sweep named '{args.name}' in {sweep_dir.parent}; list them with "
+                         f"`hpsearch ls --results-dir {args.results_dir}`")
+    logdir = sweep_dir / "tune"
+    if args.launch and shutil.which("tensorboard") is None:
+        raise SweepError("--launch needs TensorBoard, which is not installed: pip install tensorboard "
+                         f"(or run it elsewhere: tensorboard --logdir {logdir})")
     print(f"tensorboard --logdir {logdir}")
     if args.launch:
         os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1"])
@@ -153,6 +169,14 @@ def register_sweep_commands(sub) -> None:
     def named(p):
         p.add_argument("name", help="sweep name (a directory under --results-dir)")
         p.add_argument("--results-dir", default=str(DEFAULT_RESULTS), help="where sweeps are written (default: %(default)s)")
+
+    p = sub.add_parser("ls", help="list the sweeps in a results directory and their state",
+                       description="List the sweeps in --results-dir: name, mode, space, trials done of the total, "
+                                   "best validation loss and state (running, finished, interrupted or "
+                                   "failed-before-start; a sweep whose driver was killed shows as running "
+                                   "until `hpsearch sweep --name NAME --resume` finishes it).")
+    p.add_argument("--results-dir", default=str(DEFAULT_RESULTS), help="where sweeps are written (default: %(default)s)")
+    p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("results", help="leaderboard of a sweep")
     named(p)

@@ -69,7 +69,18 @@ class Proposals:
 
 
 def point_key(params: dict) -> tuple:
-    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+    """A point's identity: 2 and 2.0 (a parquet column's int read back as float) are the same value."""
+    def norm(v):
+        return repr(float(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else repr(v)
+    return tuple(sorted((k, norm(v)) for k, v in params.items()))
+
+
+def _as_choice(dist, value):
+    """``value`` as the categorical distribution's own choice (2.0 -> 2), else unchanged."""
+    for choice in getattr(dist, "choices", ()):
+        if choice == value:
+            return choice
+    return value
 
 
 class TokenBudget:
@@ -123,12 +134,15 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
     instead of sweeps silently telling Optuna the wrong thing.
     """
 
-    def __init__(self, *args, proposals: Proposals | None = None, budget_tokens: int | None = None, **kw):
-        super().__init__(*args, **kw)
+    def __init__(self, *args, proposals: Proposals | None = None, budget_tokens: int | None = None,
+                 warm_start: list[tuple[dict, float]] = (), **kw):
+        # set before OptunaSearch.__init__, which sets the study up at once when given a space
         self._proposals = proposals
+        self._warm = list(warm_start)
         self._init_budget(budget_tokens)
         self._by_point: dict[tuple, str] = {}  # point -> the Tune trial that trains it
         self._outcomes: dict[str, tuple] = {}  # Tune trial id -> (state, value) it was told
+        super().__init__(*args, **kw)
 
     def _setup_study(self, mode):
         super()._setup_study(mode)
@@ -136,6 +150,14 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
             with warnings.catch_warnings():  # "set_metric_names is experimental"
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self._ot_study.set_metric_names([self._metric])  # optuna-dashboard names the objective
+        for i, (params, value) in enumerate(self._warm):  # --warm-start: an earlier sweep's finished trials
+            params = {k: _as_choice(self._space[k], v) for k, v in params.items()}
+            self._ot_study.add_trial(optuna.trial.create_trial(
+                params=params, distributions={k: self._space[k] for k in params}, value=value,
+                user_attrs={"warm_start": True}))
+            self._by_point[point_key(params)] = f"warm-{i}"
+            self._outcomes[f"warm-{i}"] = (optuna.trial.TrialState.COMPLETE, value)
+        self._warm = []  # told once; a resumed sweep's study already holds them
 
     def suggest(self, trial_id: str):
         if trial_id in self._ot_trials or callable(self._space) or not self._space:
@@ -201,13 +223,14 @@ def default_grace(max_t: int, reduction_factor: float, warmup_tokens: int = 0) -
 
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,
                 grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None,
-                proposals: Proposals | None = None, budget_tokens: int | None = None, warmup_tokens: int = 0):
+                proposals: Proposals | None = None, budget_tokens: int | None = None, warmup_tokens: int = 0,
+                warm_start: list[tuple[dict, float]] = ()):
     """(search_alg, scheduler) for ``mode``."""
     if mode in ("grid", "random"):
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
         return BudgetedVariantGenerator(random_state=seed if mode == "random" else None,
                                         max_concurrent=max_concurrent or 0,
-                                        budget_tokens=budget_tokens), FIFOScheduler()
+                                        budget_tokens=budget_tokens, warm_start=warm_start), FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":
@@ -226,5 +249,5 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     else:
         raise ValueError(f"unknown mode {mode!r}")
     search = StatusAwareOptunaSearch(sampler=sampler, study_name=study_name, storage=storage, proposals=proposals,
-                                     budget_tokens=budget_tokens)
+                                     budget_tokens=budget_tokens, warm_start=warm_start)
     return search, scheduler

@@ -79,6 +79,8 @@ class SweepPlan:
     num_samples: int
     rerun: bool = False
     """The name's earlier sweep never started a trial: its leftovers are replaced."""
+    warm: list = field(default_factory=list)
+    """--warm-start: (values, loss) of the earlier sweep's completed trials inside this space."""
 
     @property
     def axes(self) -> list[str]:
@@ -189,9 +191,20 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     plan_run(base.with_hparams({"batch_size": 1, "warmup_steps": 0}), len(tokens), source=corpus.source)
     max_t = max_trial_tokens(base, space, len(tokens))
     check_search(opts, max_t)
+    warm = []
+    if opts.warm_start and not opts.resume:
+        from hpsearch.warmstart import WARM_MODES, warm_points
+
+        if opts.mode not in WARM_MODES:
+            raise SweepError(f"--warm-start seeds an Optuna sampler, which --mode {opts.mode} does not use; "
+                             f"use --mode {' or '.join(WARM_MODES)}")
+        warm = warm_points(sweep_dir_of(opts.warm_start, opts.results_dir), base, space)
+        log(f"warm start: {len(warm)} completed trial(s) of sweep {opts.warm_start} lie inside this space and "
+            "are told to the sampler first; they are not trained again")
     return SweepPlan(opts=opts, name=name, sweep_dir=sweep_dir, tune_dir=tune_dir_of(opts, name, sweep_dir),
                      space=space, base=base, tokens=tokens, corpus_source=corpus.source, corpus_key=corpus.key,
-                     max_t=max_t, num_samples=opts.num_samples or (1 if opts.mode == "grid" else 12), rerun=rerun)
+                     max_t=max_t, num_samples=opts.num_samples or (1 if opts.mode == "grid" else 12), rerun=rerun,
+                     warm=warm)
 
 
 def check_search(opts: SweepOptions, max_t: int) -> None:
@@ -352,7 +365,8 @@ def make_tuner(plan: SweepPlan):
                                     reduction_factor=o.reduction_factor, max_concurrent=max_concurrent,
                                     proposals=Proposals(plan.base.to_dict(), len(plan.tokens)),
                                     budget_tokens=o.budget_tokens,
-                                    warmup_tokens=max_warmup_tokens(plan.base, plan.space, plan.max_t))
+                                    warmup_tokens=max_warmup_tokens(plan.base, plan.space, plan.max_t),
+                                    warm_start=plan.warm)
     storage_path, experiment = plan.tune_dir.rsplit("/", 1)
     return tune.Tuner(
         trainable,

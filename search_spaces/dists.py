@@ -24,6 +24,9 @@ class _Values:
     def to_yaml(self) -> dict[str, list]:
         return {self.kind: [plain(v) for v in self.values]}
 
+    def contains(self, value) -> bool:
+        return any(value == plain(v) for v in self.values)
+
     def to_tune(self, mode: str) -> Any:
         from ray import tune
 
@@ -55,6 +58,12 @@ class _Range:
     def to_yaml(self) -> dict[str, list]:
         return {self.kind: [plain(self.low), plain(self.high)]}
 
+    def contains(self, value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and self.low <= value <= self.high \
+            and (not self.discrete_values or float(value).is_integer())
+
+    discrete_values: ClassVar[bool] = False
+
 
 @dataclass(frozen=True)
 class Uniform(_Range):
@@ -83,6 +92,7 @@ class IntRange(_Range):
     low: int
     high: int
     kind: ClassVar[str] = "int"
+    discrete_values: ClassVar[bool] = True
 
     def to_tune(self, mode: str) -> Any:
         from ray import tune

@@ -312,6 +312,21 @@ def test_importance_needs_two_ranked_trials():
                          "more values (have 1 trials, 0 axes)")
 
 
+def test_importance_compares_trials_at_equal_tokens(tmp_path):
+    # early-stopped trials were scored after fewer tokens: left out, and the page says how many
+    rows = [trial(i, "completed", 3.0 + abs(math.log10(lr) + 3), peak_lr=lr)
+            for i, lr in enumerate([1e-4, 3e-4, 1e-3, 3e-3, 1e-2])]
+    rows += [trial(5, "early-stopped", 9.0, peak_lr=2e-3, dropout=0.3),
+             trial(6, "early-stopped", 8.0, peak_lr=5e-4, dropout=0.2)]
+    importances, notes = hparam_importance(pd.DataFrame(rows), PARSED)
+    assert set(importances) == {"peak_lr"}  # dropout varies among early-stopped trials only
+    assert notes[0] == ("importance compares trials at equal tokens: 2 early-stopped trial(s), scored after "
+                        "fewer tokens than the completed ones, are left out of it")
+    write_sweep(tmp_path, pd.DataFrame(rows))
+    page = write_report(tmp_path, log=None).read_text()
+    assert "2 early-stopped trial(s), scored after fewer tokens than the completed ones" in page
+
+
 # -- errors ------------------------------------------------------------------------------------
 def test_missing_sweep_dir_raises_sweep_error(tmp_path):
     with pytest.raises(SweepError, match="no sweep at"):

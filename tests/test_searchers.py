@@ -123,3 +123,49 @@ def test_a_grid_sweep_starts_no_trial_once_its_token_budget_is_spent(tmp_path, r
     assert len(out.trials) == 1 and out.trials["tokens_seen"].sum() == 1024  # the smoke grid has 4 points
     assert "tokens trained: 1,024 of the --budget-tokens 1 (102400%; trials running when it was reached finished " \
            "their run)" in out.skips
+
+
+def test_warm_start_tells_the_earlier_trials_inside_the_new_space_and_never_retrains_them(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from hpsearch import results as res
+    from hpsearch.warmstart import warm_points
+    from search_spaces import parse_space
+    from trainables.errors import SweepError
+
+    base = nano_config(max_tokens=2048)
+    earlier = tmp_path / "narrow"
+    earlier.mkdir()
+    rows = [{"trial_id": f"t{i}", "status": status, "peak_lr": lr, "warmup_steps": 2.0, "best_val_loss": loss,
+             "best_val_tokens": 2048, "tokens_seen": 2048, "wall_time_s": 1.0}
+            for i, (lr, loss, status) in enumerate([(1e-3, 7.0, "completed"), (2e-3, 6.5, "completed"),
+                                                    (4e-3, 6.0, "early-stopped"), (9e-3, 5.0, "completed")])]
+    res.save(earlier, pd.DataFrame(rows), pd.DataFrame(columns=res.CURVE_COLUMNS))
+    (earlier / "sweep.json").write_text(json.dumps({"name": "narrow", "base_config": base.to_dict(), "finished": "x",
+                                                    "space": {"axes": {"peak_lr": {}, "warmup_steps": {}}}}))
+    wider = parse_space({"name": "wide", "axes": {"peak_lr": {"grid": [1e-3, 2e-3, 4e-3, 8e-3]},
+                                                  "warmup_steps": {"grid": [2, 4]}}})
+    points = warm_points(earlier, base, wider)  # 4e-3 stopped early, 9e-3 lies outside
+    assert points == [({"peak_lr": 1e-3, "warmup_steps": 2.0}, 7.0), ({"peak_lr": 2e-3, "warmup_steps": 2.0}, 6.5)]
+
+    search = StatusAwareOptunaSearch(space={"peak_lr": optuna.distributions.CategoricalDistribution([1e-3, 2e-3, 4e-3, 8e-3]),
+                                            "warmup_steps": optuna.distributions.CategoricalDistribution([2, 4])},
+                                     metric=METRIC, mode="min", sampler=optuna.samplers.TPESampler(seed=0),
+                                     warm_start=points)
+    proposed = []
+    for i in range(8):
+        p = search.suggest(f"t{i}")
+        if p == Searcher.FINISHED:
+            break
+        proposed.append((p["peak_lr"], p["warmup_steps"]))
+        search.on_trial_complete(f"t{i}", {METRIC: 6.0, "hp_status": COMPLETED})
+    assert len(proposed) == 6 and len(set(proposed)) == 6  # the 8-point grid less the 2 warm points
+    assert not {(1e-3, 2), (2e-3, 2)} & set(proposed)
+    warm = [t for t in search._ot_study.get_trials(deepcopy=False) if t.user_attrs.get("warm_start")]
+    assert sorted(t.value for t in warm) == [6.5, 7.0] and warm[0].params["warmup_steps"] == 2
+
+    with pytest.raises(SweepError, match=r"--warm-start narrow: its losses are not comparable .* differs in "
+                                         r"train.max_tokens \(2048 there, 4096 here\)"):
+        warm_points(earlier, nano_config(max_tokens=4096), wider)

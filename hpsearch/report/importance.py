@@ -1,7 +1,9 @@
 """Hyperparameter importance: how much of the variation in best_val_loss each axis explains.
 
 The ranked trials are added to an in-memory Optuna study (the sweep's own searcher may not have
-been Optuna) and scored with Optuna's default evaluator. Rough with few trials.
+been Optuna) and scored with Optuna's default evaluator. Rough with few trials. Trials are compared
+at equal tokens: early-stopped trials were scored after fewer tokens than completed ones, so they
+are left out (a note says how many).
 """
 
 from __future__ import annotations
@@ -15,17 +17,23 @@ from hpsearch.report.data import match
 from hpsearch.results import ranked
 from search_spaces import Dist, IntRange, LogUniform, Space
 from trainables.config import plain
+from trainables.status import EARLY_STOPPED
 
 
 def hparam_importance(trials: pd.DataFrame, space: Space) -> tuple[dict[str, float], list[str]]:
     """(importances by axis, notes) from the ranked trials; the importances sum to 1.
 
-    Axes with a single tried value are left out with a note; with fewer than 2 usable trials the
-    importances are empty and a note says why.
+    Early-stopped trials (scored at fewer tokens) and axes with a single tried value are left out
+    with a note; with fewer than 2 usable trials the importances are empty and a note says why.
     """
     import optuna
 
     best, notes, usable = ranked(trials), [], []
+    stopped = best["status"] == EARLY_STOPPED
+    if stopped.any():
+        notes.append(f"importance compares trials at equal tokens: {int(stopped.sum())} early-stopped trial(s), "
+                     "scored after fewer tokens than the completed ones, are left out of it")
+        best = best[~stopped]
     for axis in space.axes:
         if axis not in trials.columns:
             notes.append(f"{axis}: no column in trials.parquet; left out of the importance")
