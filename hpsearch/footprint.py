@@ -97,7 +97,8 @@ def prune_checkpoints(tune_dir: str | Path, trials: pd.DataFrame, *, keep: int, 
         if freed:
             pruned.trials.append(trial_id)
             pruned.freed_bytes += freed
-    log(pruned.line())
+    if pruned.trials:  # nothing to say when no finished trial had a checkpoint beyond the kept ones
+        log(pruned.line())
     return pruned
 
 
