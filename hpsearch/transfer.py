@@ -135,6 +135,10 @@ def plot_transfer(table: pd.DataFrame, optima: pd.DataFrame, path: Path) -> Path
             if len(best) and math.isfinite(best["best_lr"].iloc[0]):
                 ax.plot(best["best_lr"], best["loss"], marker="*", ms=12, color=line.get_color())
         ax.set_xscale("log")
+        lrs = sorted(set(table["peak_lr"]))
+        if len(lrs) <= 12:  # label the grid's own LRs, not matplotlib's overlapping minor ticks
+            ax.set_xticks(lrs, [f"{v:g}" for v in lrs], rotation=45, fontsize=8)
+            ax.minorticks_off()
         ax.set_title(f"{p.upper()}: best LR drift {drift_octaves(optima).get(p, math.nan):.2f} octaves")
         ax.set_xlabel("peak learning rate")
         ax.grid(alpha=0.3)
