@@ -120,7 +120,8 @@ class SweepOptions:
     smoke_test: bool = _opt(False, "the real loop on the nano model and a tiny budget, in seconds", group=FAULTS)
     results_dir: str = _opt(str(DEFAULT_RESULTS), "where sweeps are written", group=FAULTS)
     # -- API only
-    verbose: int = _opt(1, "Tune's console verbosity (0-3)", group=None, low=0, high=3, kind=int)
+    verbose: int = _opt(1, "0: only the final summary (-q); 1: a line per trial start, end and error (default); "
+                           "2-3: Ray Tune's own tables (-v)", group=None, low=0, high=3, kind=int)
     fault_at_step: int = _opt(0, "tests only: crash each trial once at this step", group=None, low=0, kind=int)
 
     def __post_init__(self):
@@ -221,6 +222,12 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, *, exclude: tuple[str, 
                 kw["type"] = _parser_type(f)
                 kw["metavar"] = "N" if m["kind"] is int else "X"
             g.add_argument(flag(f.name), **kw)
+    if "verbose" not in exclude:
+        g = parser.add_argument_group("output")
+        g.add_argument("-v", "--verbose", dest="verbose", action="store_const", const=2, default=None,
+                       help="Ray Tune's trial tables instead of one line per trial event")
+        g.add_argument("-q", "--quiet", dest="verbose", action="store_const", const=0,
+                       help="print only the final summary")
 
 
 def number(kind: type, *, low: float | None = None, high: float | None = None, low_open: bool = False,

@@ -230,7 +230,7 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
         return BudgetedVariantGenerator(random_state=seed if mode == "random" else None,
                                         max_concurrent=max_concurrent or 0,
-                                        budget_tokens=budget_tokens, warm_start=warm_start), FIFOScheduler()
+                                        budget_tokens=budget_tokens), FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":

@@ -349,6 +349,7 @@ def make_tuner(plan: SweepPlan):
     from ray import tune
 
     from hpsearch.finished import FinishedTrials
+    from hpsearch.progress import SweepProgress, tune_verbosity
     from hpsearch.searchers import Proposals, make_search
 
     o = plan.opts
@@ -378,10 +379,11 @@ def make_tuner(plan: SweepPlan):
             reuse_actors=o.reuse_actors,
         ),
         run_config=tune.RunConfig(
-            name=experiment, storage_path=storage_path, verbose=o.verbose,
+            name=experiment, storage_path=storage_path, verbose=tune_verbosity(o.verbose),
             failure_config=tune.FailureConfig(max_failures=o.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[FinishedTrials(plan.tune_dir)],
+            callbacks=[FinishedTrials(plan.tune_dir),
+                       *([SweepProgress(planned_trials(plan), plan.axes)] if o.verbose == 1 else [])],
         ),
     )
 
@@ -425,10 +427,16 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
                         interrupted=interrupted, skips=skips)
 
 
+def planned_trials(plan: SweepPlan) -> int:
+    """Trials the sweep will run at most: every grid point num_samples times, or num_samples samples."""
+    size = plan.space.grid_size() if plan.opts.mode == "grid" else None
+    return size * plan.num_samples if size else plan.num_samples
+
+
 def describe(plan: SweepPlan) -> list[str]:
-    o, size = plan.opts, plan.space.grid_size() if plan.opts.mode == "grid" else None
+    o = plan.opts
     lines = [f"sweep '{plan.name}': mode {o.mode}, space '{plan.space.name}' ({len(plan.axes)} axes"
-             + (f", {size * plan.num_samples:,} trials" if size else f", {plan.num_samples} trials") + "), "
+             f", {planned_trials(plan):,} trials), "
              f"model {plan.base.preset}, {o.cpus_per_trial:g} CPU + {o.gpus_per_trial:g} GPU per trial, "
              f"budget {plan.max_t:,} tokens per trial",
              f"results -> {plan.sweep_dir}; TensorBoard: tensorboard --logdir {plan.tune_dir}"]
@@ -459,8 +467,9 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     except BaseException:
         forget_sweep(plan)
         raise
+    say = log if o.verbose else (lambda _line: None)  # -q: only the final summary
     for line in describe(plan):
-        log(line)
+        say(line)
     from hpsearch.finished import begin, progress_of  # imports Ray: only once the sweep is known to start
 
     begin(plan.tune_dir)
@@ -475,8 +484,8 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
         raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full or first_line(exc))) from None
     if progress_of(plan.tune_dir).disk_full:
         raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full))
-    log("")
-    log(res.leaderboard(outcome.trials, plan.axes, top=10))
+    say("")
+    say(res.leaderboard(outcome.trials, plan.axes, top=10))
     log(res.summary_line(outcome.trials))
     for line in outcome.skips:
         log(line)
