@@ -83,7 +83,7 @@ class SweepProgress(Callback):
         loss = last.get(METRIC)
         mine = (f"best {loss:.4f} at {int(last.get('tokens_seen') or 0):,} tokens"
                 if isinstance(loss, (int, float)) and math.isfinite(loss) else str(last.get("message") or "")[:80])
-        running = sum(1 for t in trials if t.status == "RUNNING")
+        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self._done)
         of = f" of {self.planned}" if self.planned else ""
         parts = [mine, f"{running} running, {len(self._done)}{of} done"]
         if self._best[1]:

@@ -13,6 +13,7 @@ Ray is imported inside the functions, so importing this module costs nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 
@@ -44,6 +45,9 @@ def ensure_ray(*, address: str | None, dashboard: bool, dashboard_host: str, log
             "the cluster token can run code on this machine. Ray's token auth is its only protection.")
     # address="local": always a fresh Ray of our own; a bare ray.init() would join any cluster that
     # someone started with `ray start` on this machine
+    # Ray's "token authentication is enabled ... set RAY_AUTH_MODE=disabled to opt out" advises turning the
+    # protection of a local sweep off; the README's security section says what the token guards
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     with loopback_only():
         ctx = ray.init(address="local", include_dashboard=dashboard,
                        dashboard_host=dashboard_host if dashboard else "127.0.0.1",

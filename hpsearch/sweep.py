@@ -15,6 +15,7 @@ model preset for fixed values) -> :func:`base_config` -> each trial's ``config``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -427,6 +428,23 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
                         interrupted=interrupted, skips=skips)
 
 
+@contextlib.contextmanager
+def quiet_tune(verbose: int):
+    """Below -v, Tune prints nothing of its own: its newer console output still prints an experiment box
+    and two paths (one a TensorBoard command into Ray's temp session) at verbosity 0; its older one,
+    chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at 0. Restored afterwards (a later sweep may be -v)."""
+    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    if verbose <= 1:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
+
+
 def planned_trials(plan: SweepPlan) -> int:
     """Trials the sweep will run at most: every grid point num_samples times, or num_samples samples."""
     size = plan.space.grid_size() if plan.opts.mode == "grid" else None
@@ -476,7 +494,8 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     if o.budget_tokens:  # Tune queues up to 16 grid/random trials ahead; a budget is checked as each is created
         os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
     try:
-        grid = tuner.fit()
+        with quiet_tune(o.verbose):
+            grid = tuner.fit()
         outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
     except Exception as exc:
         if not (progress_of(plan.tune_dir).disk_full or is_out_of_space(exc)):

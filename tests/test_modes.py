@@ -5,6 +5,7 @@ Optuna's importance evaluator) fails here, on a fresh install, instead of in a u
 """
 
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -35,10 +36,17 @@ def test_mode_runs_end_to_end_with_report_and_litgpt_export(mode, tmp_path, caps
     rc = main(["sweep", "--space", str(space), "--mode", mode, "--name", "s", "--model", "nano",
                "--num-samples", "1" if mode == "grid" else "2", "--max-tokens-per-trial", "384",
                "--eval-freq", "2", "--eval-iter", "1", "--no-dashboard", *where])
-    assert rc == 0, capsys.readouterr().err
+    said = capsys.readouterr()
+    assert rc == 0, said.err
     sweep_dir = tmp_path / "results" / "s"
     trials = pd.read_parquet(sweep_dir / "trials.parquet")
     assert len(trials) == 2
+    # the terminal: one line per trial start and end, with the results table's ids and statuses, no Tune boxes
+    for _, t in trials.iterrows():
+        assert re.search(rf"^\[ *\d+:\d\d\] {t['trial_id']} started +\w+=", said.out, re.M), said.out[-3000:]
+        assert re.search(rf"^\[ *\d+:\d\d\] {t['trial_id']} {t['status']} +.*\| [01] running, [12] of 2 done \| best ",
+                         said.out, re.M), said.out
+    assert "╭" not in said.out and "Trial status:" not in said.out
     finished = trials[trials["status"].isin(["completed", "early-stopped"])]
     assert len(finished) >= 1 and finished["best_val_loss"].map(math.isfinite).all()
     assert (finished["best_val_loss"] < math.log(50257)).all()  # it trained: below the untrained loss
