@@ -64,6 +64,25 @@ def test_dotted_overrides_are_typed_checked_and_applied(tmp_path, capsys):
         {"model.preset": "nano"}).model.emb_dim
     assert cfg.train.peak_lr == 2e-3 and cfg.train.warmup_steps == 0 and cfg.data.stride is None
     assert json.loads((out / "metrics.json").read_text())["tokens_seen"] == 512
+    steps = {tag: step for tag, step, _ in tensorboard_scalars(out / "tensorboard")}
+    assert steps["val_loss"] == 512 and set(steps) >= {"train_loss", "val_loss", "lr"}  # steps are tokens seen
+
+
+def tensorboard_scalars(directory: Path) -> list[tuple[str, int, float]]:
+    """(tag, step, value) of every scalar in the event files under ``directory`` (TFRecord framing)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for f in sorted(directory.glob("events.out.tfevents.*")):
+        data, i = f.read_bytes(), 0
+        while i + 12 <= len(data):
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            out += [(v.tag, event.step, v.simple_value) for v in event.summary.value]
+    return out
 
 
 @pytest.mark.parametrize("argv, message", [

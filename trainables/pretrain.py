@@ -545,7 +545,21 @@ def pretrain(
         log(run.plan.describe())
         if resume:
             log(f"resumed at step {run.step} ({run.tokens_seen:,} tokens seen)")
-    summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out, final_checkpoint=False)
+    board = event_writer(out / "tensorboard") if out is not None else None
+    if board is not None:
+        user_on_eval = on_eval
+
+        def on_eval(metrics: dict, save) -> None:  # noqa: F811  (the user's callback, plus TensorBoard)
+            for key in ("train_loss", "val_loss", "lr", "tokens_per_second"):
+                board.add_scalar(key, metrics[key], global_step=metrics["tokens_seen"])
+            board.flush()
+            if user_on_eval is not None:
+                user_on_eval(metrics, save)
+    try:
+        summary = run.train(on_eval=on_eval, log=log, checkpoint_dir=out, final_checkpoint=False)
+    finally:
+        if board is not None:
+            board.close()
     if out is not None:  # the metrics first: a full disk may cost the checkpoint, never the run's result
         atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
         if summary.status == COMPLETED:
@@ -557,6 +571,16 @@ def pretrain(
         if log:
             log(f"wrote {out / METRICS_FILE}" + (f" and {out / CHECKPOINT_FILE}" if summary.status == COMPLETED else ""))
     return summary
+
+
+def event_writer(directory: Path):
+    """A TensorBoard event writer (tensorboardX, which Ray Tune brings) whose steps are tokens seen;
+    None where tensorboardX is not installed (the run's metrics.json has the same curves)."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(directory))
 
 
 def finite_or_none(obj):

@@ -60,7 +60,8 @@ def skipped_report(message: str) -> dict:
 
 def eval_report(metrics: dict, run: Run, where: dict) -> dict:
     """The report of one evaluation: running, or completed at the last step."""
-    return {**metrics, "hp_status": COMPLETED if metrics["training_complete"] else RUNNING,
+    return {**metrics, "timesteps_total": metrics["tokens_seen"],  # TensorBoard's step: tokens, not reports
+            "hp_status": COMPLETED if metrics["training_complete"] else RUNNING,
             "message": "", "device": str(run.device), "precision": run.engine.precision, **where}
 
 
