@@ -30,6 +30,8 @@ DEFAULT_RESULTS = Path("results")
 # tests/test_hardening.py checks they stay equal.
 DATA_FORMATS = ("auto", "text", "jsonl", "parquet", "bin")
 PRECISIONS = ("auto", "fp32", "bf16-mixed")
+LOGGERS = ("mlflow", "wandb")
+"""Experiment trackers a sweep can also log to (--logger), each through Ray's own callback."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 SEARCH, BUDGET, RESOURCES, FAULTS = "what to search", "budget and early stopping", "resources and cluster", \
@@ -105,6 +107,10 @@ class SweepOptions:
                                      "127.0.0.1", group=RESOURCES)
     storage: str | None = _opt(None, "where Tune keeps trial checkpoints and state: a directory every node "
                                      "reaches or an fsspec URI (default: RESULTS_DIR/NAME/tune)", group=RESOURCES)
+    logger: str | None = _opt(None, "also log every trial to mlflow and/or wandb (comma-separated), through Ray's "
+                                    "callbacks: mlflow to $MLFLOW_TRACKING_URI or RESULTS_DIR/NAME/mlflow.db, wandb to "
+                                    "project $WANDB_PROJECT or hpsearch (offline unless $WANDB_MODE=online); "
+                                    "TensorBoard files are always written", group=RESOURCES)
     dashboard: bool = _opt(True, "do not start the Ray dashboard", group=RESOURCES, negate="--no-dashboard")
     dashboard_host: str = _opt("127.0.0.1", "Ray dashboard bind address", group=RESOURCES)
     # -- faults and resume
@@ -132,8 +138,17 @@ class SweepOptions:
                 and self.gpus_per_trial != int(self.gpus_per_trial):
             problems.append(f"--gpus-per-trial {self.gpus_per_trial:g}: above 1 a trial trains data-parallel with "
                             "one worker per GPU, so it must be a whole number; use a fraction below 1, 1, or 2, 3, ...")
+        if self.logger is not None:
+            unknown = [x for x in str(self.logger).split(",") if x.strip() not in LOGGERS]
+            if unknown or not str(self.logger).strip():
+                problems.append(f"--logger {str(self.logger)[:60]!r}: choose from {', '.join(LOGGERS)}, "
+                                "comma-separated (TensorBoard files are always written)")
         if problems:
             raise SweepError("; ".join(problems))
+
+    @property
+    def loggers(self) -> list[str]:
+        return [x.strip() for x in (self.logger or "").split(",") if x.strip()]
 
     @classmethod
     def from_namespace(cls, args: argparse.Namespace, **overrides) -> SweepOptions:

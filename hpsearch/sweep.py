@@ -192,6 +192,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     plan_run(base.with_hparams({"batch_size": 1, "warmup_steps": 0}), len(tokens), source=corpus.source)
     max_t = max_trial_tokens(base, space, len(tokens))
     check_search(opts, max_t)
+    check_trackers(opts)
     warm = []
     if opts.warm_start and not opts.resume:
         from hpsearch.warmstart import WARM_MODES, warm_points
@@ -326,6 +327,39 @@ def make_trainable(plan: SweepPlan):
     return trainable, o.max_concurrent or max(1, int(ray.cluster_resources().get("GPU", 0)) // n)
 
 
+TRACKER_PACKAGES = {"mlflow": "mlflow", "wandb": "wandb"}
+
+
+def check_trackers(opts: SweepOptions) -> None:
+    """Each --logger's package is installed (checked before anything is written)."""
+    import importlib.util
+
+    for name in opts.loggers:
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise SweepError(f"--logger {name} needs the {name} package: pip install -e '.[trackers]' "
+                             f"(or pip install {'mlflow-skinny' if name == 'mlflow' else name})")
+
+
+def tracker_callbacks(plan: SweepPlan) -> list:
+    """Ray's own MLflow / W&B logger callbacks for --logger; their step is Tune's report count, and
+    every report carries tokens_seen to plot against."""
+    out = []
+    if "mlflow" in plan.opts.loggers:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{plan.sweep_dir / 'mlflow.db'}"
+        out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=plan.name,
+                                        tags={"hpsearch.mode": plan.opts.mode, "hpsearch.space": plan.space.name}))
+    if "wandb" in plan.opts.loggers:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        # offline unless the user opts in; passed to wandb.init itself, because Ray's logging actor gets only
+        # WANDB_API_KEY from this process's environment
+        out.append(WandbLoggerCallback(project=os.environ.get("WANDB_PROJECT", "hpsearch"), group=plan.name,
+                                       dir=str(plan.sweep_dir), mode=os.environ.get("WANDB_MODE", "offline")))
+    return out
+
+
 def forget_sweep(plan: SweepPlan) -> None:
     """Undo :func:`record_sweep` for a sweep that failed before Tune started: the name stays free.
 
@@ -384,7 +418,8 @@ def make_tuner(plan: SweepPlan):
             failure_config=tune.FailureConfig(max_failures=o.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[FinishedTrials(plan.tune_dir),
-                       *([SweepProgress(planned_trials(plan), plan.axes)] if o.verbose == 1 else [])],
+                       *([SweepProgress(planned_trials(plan), plan.axes)] if o.verbose == 1 else []),
+                       *tracker_callbacks(plan)],
         ),
     )
 
