@@ -1,5 +1,40 @@
 """Small builders shared by test modules (fixtures live in conftest.py)."""
 
+import contextlib
+
+
+def run_cli(argv, capsys) -> tuple[int, str]:
+    """(exit status, stderr) of ``hpsearch ARGV`` in-process; argparse's exits count too."""
+    from hpsearch.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err.strip()
+
+
+@contextlib.contextmanager
+def tmpfs(mnt, size: str):
+    """A real small filesystem at ``mnt`` (a tmpfs of ``size``, e.g. '1m'); the test is skipped, with the
+    reason, where one cannot be mounted."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    mnt.mkdir(exist_ok=True)
+    if not sys.platform.startswith("linux"):
+        pytest.skip("tmpfs is Linux only")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or 'mount failed'}); needs root or CAP_SYS_ADMIN")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
 
 def nano_config(**train):
     """A config that trains in a second or two on one CPU core."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpsearch.cli import main
+from helpers import run_cli
 from hpsearch.options import DATA_FORMATS, PRECISIONS, SweepOptions
 from hpsearch.sweep import plan_sweep
 from trainables.config import AXES, PretrainConfig, load_config
@@ -17,14 +17,6 @@ from trainables.config import PRECISIONS as CONFIG_PRECISIONS
 from trainables.errors import ConfigError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def run_cli(argv, capsys) -> tuple[int, str]:
-    try:
-        code = main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err.strip()
 
 
 def test_readme_config_block_lists_every_key_with_its_default():
