@@ -142,6 +142,7 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
         self._init_budget(budget_tokens)
         self._by_point: dict[tuple, str] = {}  # point -> the Tune trial that trains it
         self._outcomes: dict[str, tuple] = {}  # Tune trial id -> (state, value) it was told
+        self._reported: dict[str, set[int]] = {}  # Tune trial id -> steps (tokens) of its intermediate values
         super().__init__(*args, **kw)
 
     def _setup_study(self, mode):
@@ -193,6 +194,7 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
             return
         step = int(result.get("tokens_seen") or result.get("training_iteration") or 0)
         self._ot_trials[trial_id].report(value, step)  # the step is tokens seen
+        self._reported.setdefault(trial_id, set()).add(step)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._note_tokens(trial_id, result or {})
@@ -200,6 +202,11 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
             return
         status = (result or {}).get("hp_status")
         value = (result or {}).get(self.metric)
+        # the result ASHA stopped a trial on reaches only this hook: record it as the trial's last evaluation
+        if value is not None and math.isfinite(value) and (result or {}).get("tokens_seen") and not error:
+            step = int(result["tokens_seen"])
+            if step not in self._reported.setdefault(trial_id, set()):
+                self._ot_trials[trial_id].report(value, step)
         if error or status in (DIVERGED, SKIPPED) or value is None or not math.isfinite(value):
             state, value = optuna.trial.TrialState.FAIL, None
         elif status == COMPLETED:
@@ -251,3 +258,56 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     search = StatusAwareOptunaSearch(sampler=sampler, study_name=study_name, storage=storage, proposals=proposals,
                                      budget_tokens=budget_tokens, warm_start=warm_start)
     return search, scheduler
+
+
+def write_study(storage_url: str, study_name: str, trials, curves, space) -> int:
+    """The sweep as an Optuna study, for grid and random sweeps that ran without Optuna, so that
+    optuna-dashboard opens every sweep alike: one trial per results row (completed -> COMPLETE,
+    early-stopped -> PRUNED, the rest FAIL), its best_val_loss as the objective, its evaluations as
+    intermediate values at tokens seen. Rewritten whole each time (a resumed sweep's table has grown).
+    Returns the number of trials written."""
+    from search_spaces.dists import IntRange, LogUniform, Uniform
+
+    from trainables.status import EARLY_STOPPED, METRIC
+
+    def distribution(dist):
+        if isinstance(dist, IntRange):
+            return optuna.distributions.IntDistribution(int(dist.low), int(dist.high))
+        if isinstance(dist, (Uniform, LogUniform)):
+            return optuna.distributions.FloatDistribution(float(dist.low), float(dist.high),
+                                                          log=isinstance(dist, LogUniform))
+        return optuna.distributions.CategoricalDistribution([_plain(v) for v in dist.values])
+
+    storage = optuna.storages.RDBStorage(storage_url)
+    try:
+        optuna.delete_study(study_name=study_name, storage=storage)
+    except KeyError:
+        pass
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([METRIC])
+    dists = {axis: distribution(dist) for axis, dist in space.axes.items()}
+    by_trial = {k: g for k, g in curves.groupby("trial_id")} if len(curves) else {}
+    made = []
+    for _, row in trials.iterrows():
+        params = {a: _as_choice(dists[a], _plain(row[a])) for a in dists if a in row and row[a] == row[a]}
+        if len(params) != len(dists):
+            continue  # a trial without a value on some axis (never started): nothing to show
+        value = float(row["best_val_loss"])
+        state = (optuna.trial.TrialState.COMPLETE if row["status"] == COMPLETED and math.isfinite(value)
+                 else optuna.trial.TrialState.PRUNED if row["status"] == EARLY_STOPPED
+                 else optuna.trial.TrialState.FAIL)
+        evals = by_trial.get(row["trial_id"])
+        steps = {} if evals is None else {int(t): float(v) for t, v in zip(evals["tokens_seen"], evals["val_loss"])
+                                          if math.isfinite(v)}
+        made.append(optuna.trial.create_trial(
+            params=params, distributions={a: dists[a] for a in params}, state=state,
+            value=value if state == optuna.trial.TrialState.COMPLETE else None, intermediate_values=steps,
+            user_attrs={"trial_id": str(row["trial_id"]), "status": str(row["status"])}))
+    study.add_trials(made)
+    return len(made)
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else v

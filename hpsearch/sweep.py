@@ -441,10 +441,12 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
         best_path = plan.sweep_dir / "best_config.yaml"
         atomic_write_text(best_path, export_native(plan.base, best, plan.axes))
     skips = skip_lines(trials, plan.base, len(plan.tokens), plan.axes)
-    if plan.opts.mode in ("optuna-asha", "quasi-random") and "://" not in str(plan.sweep_dir):
-        from hpsearch.searchers import optuna_storage_url
+    from hpsearch.searchers import optuna_storage_url, write_study
 
+    if plan.opts.mode in ("optuna-asha", "quasi-random"):
         skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
+    else:  # grid and random ran without Optuna: their study is written from the results, for optuna-dashboard
+        write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)
     if plan.opts.budget_tokens:
         used = int(pd.to_numeric(trials.get("tokens_seen"), errors="coerce").fillna(0).sum()) if len(trials) else 0
         skips.append(f"tokens trained: {used:,} of the --budget-tokens {plan.opts.budget_tokens:,} "
@@ -502,8 +504,8 @@ def describe(plan: SweepPlan) -> list[str]:
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
     if o.budget_tokens:
         lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")
-    if o.mode in ("optuna-asha", "quasi-random"):
-        lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}")
+    lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}"
+                 + ("" if o.mode in ("optuna-asha", "quasi-random") else " (written when the sweep ends)"))
     return lines
 
 

@@ -7,6 +7,7 @@ Optuna's importance evaluator) fails here, on a fresh install, instead of in a u
 import math
 import re
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
@@ -47,6 +48,12 @@ def test_mode_runs_end_to_end_with_report_and_litgpt_export(mode, tmp_path, caps
         assert re.search(rf"^\[ *\d+:\d\d\] {t['trial_id']} {t['status']} +.*\| [01] running, [12] of 2 done \| best ",
                          said.out, re.M), said.out
     assert "╭" not in said.out and "Trial status:" not in said.out
+    # every mode leaves an Optuna study for optuna-dashboard: objective named, steps in tokens
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    trained = [t for t in study.trials if "excluded" not in t.user_attrs]
+    assert len(trained) == len(trials) and study.metric_names == ["best_val_loss"]
+    for t in trained:  # evaluations every 2 steps of 2-4 x 32 tokens: steps are tokens seen, not report counts
+        assert set(t.intermediate_values) <= {128, 256, 384} and (t.intermediate_values or t.state.name == "FAIL")
     finished = trials[trials["status"].isin(["completed", "early-stopped"])]
     assert len(finished) >= 1 and finished["best_val_loss"].map(math.isfinite).all()
     assert (finished["best_val_loss"] < math.log(50257)).all()  # it trained: below the untrained loss
