@@ -1,0 +1,89 @@
+"""Do ASHA's rungs predict the end? Rank correlation at each rung and wrongly stopped configs (issue 18).
+
+Reads the committed ground truth (bench/grid_nano.csv: every evaluation of 64 nano configurations,
+48 steps of 8 x 32 tokens, warmup 2 or 10 steps) and replays ASHA's decision at each rung
+synchronously: a config's score at a rung is its validation loss at the first evaluation at or past
+the rung; the best 1/rf go on. It reports, for the rungs of the old default (grace = max_t / rf^2)
+and of the new one (never before the space's longest warmup ends, hpsearch.searchers.default_grace):
+
+- Spearman's rank correlation between the loss at each rung and the final loss,
+- wrongly stopped: configs cut at a rung that would have finished within 1 % of the grid's best.
+
+No training: it costs a second. `python bench/rung_quality.py [--csv FILE --batch B --context C]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import common  # noqa: F401  (environment first)
+import pandas as pd
+
+from common import BENCH, record
+
+from hpsearch.searchers import default_grace
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    return float(a.rank().corr(b.rank()))
+
+
+def rungs(grace: int, max_t: int, rf: float) -> list[int]:
+    out, r = [], grace
+    while r < max_t:
+        out.append(int(r))
+        r *= rf
+    return out
+
+
+def replay(curves: pd.DataFrame, keys: list[str], grace: int, max_t: int, rf: float, within: float = 0.01) -> dict:
+    final = curves.sort_values("tokens_seen").groupby(keys)["val_loss"].last()
+    best = final.min()
+    near = set(final[final <= best * (1 + within)].index)
+    alive = set(final.index)
+    out = {"grace": grace, "rungs": []}
+    for rung in rungs(grace, max_t, rf):
+        at = curves[curves["tokens_seen"] >= rung].sort_values("tokens_seen").groupby(keys)["val_loss"].first()
+        at = at[at.index.isin(alive)]
+        rho = spearman(at, final[at.index])
+        keep = set(at.nsmallest(max(1, math.ceil(len(at) / rf))).index)
+        stopped = alive - keep
+        out["rungs"].append({"rung_tokens": rung, "judged": len(at), "spearman": round(rho, 3),
+                             "stopped": len(stopped), "wrongly_stopped": len(stopped & near)})
+        alive = keep
+    out["near_best"] = len(near)
+    out["wrongly_stopped"] = sum(r["wrongly_stopped"] for r in out["rungs"])
+    out["survivor_is_best"] = bool(final[list(alive)].min() == best)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--csv", default=str(BENCH / "grid_nano.csv"))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--context", type=int, default=32)
+    ap.add_argument("--rf", type=float, default=3.0)
+    args = ap.parse_args()
+    curves = pd.read_csv(args.csv)
+    keys = [c for c in curves.columns if c not in ("status", "step", "tokens_seen", "val_loss", "train_loss")]
+    max_t = int(curves["tokens_seen"].max())
+    warmup_tokens = int(curves["warmup_steps"].max()) * args.batch * args.context if "warmup_steps" in curves else 0
+    old = replay(curves, keys, max(1, int(max_t / args.rf ** 2)), max_t, args.rf)
+    new = replay(curves, keys, default_grace(max_t, args.rf, warmup_tokens), max_t, args.rf)
+    for name, r in (("before (max_t/rf^2)", old), ("after (not before the longest warmup)", new)):
+        print(f"{name}: grace {r['grace']:,} tokens; {r['near_best']} configs within 1 % of the best")
+        for x in r["rungs"]:
+            print(f"  rung {x['rung_tokens']:>6,}: {x['judged']} judged, Spearman {x['spearman']:.3f}, "
+                  f"{x['stopped']} stopped, {x['wrongly_stopped']} of them within 1 % of the best at the end")
+        print(f"  wrongly stopped in all: {r['wrongly_stopped']}; the survivors include the best: {r['survivor_is_best']}")
+    figures = {"asha_first_rung_spearman_before": old["rungs"][0]["spearman"],
+               "asha_first_rung_spearman_after": new["rungs"][0]["spearman"],
+               "asha_wrongly_stopped_before": old["wrongly_stopped"],
+               "asha_wrongly_stopped_after": new["wrongly_stopped"]}
+    record(figures, {"before": old, "after": new, "csv": args.csv}, tag="" if args.csv.endswith("grid_nano.csv")
+           else f" --csv {args.csv}")
+
+
+if __name__ == "__main__":
+    main()
