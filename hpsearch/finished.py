@@ -32,6 +32,9 @@ class Progress:
     """Tune ran at least one step (a resumed sweep whose trials had all ended runs none)."""
     disk_full: str = ""
     """Set when a trial's checkpoint found the disk full: the sweep was stopped (as by Ctrl-C) because of it."""
+    state_backup: dict = field(default_factory=dict)
+    """Tune's top-level state files as they were when the disk filled (Tune rewrites them in place, so
+    its last snapshot on a full disk can leave them truncated): path -> bytes."""
     finished: set[str] = field(default_factory=set)
     """Trials that ended, were stopped by the scheduler or errored for good: their ids and directory names
     (a trial that never reported has no id in its results, only its directory)."""
@@ -64,6 +67,7 @@ class FinishedTrials(Callback):
             # Tune's last state snapshot fails on the full disk with a traceback; the sweep's own one-line
             # error says what happened and how to finish (the snapshot before it is intact)
             logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+            self._progress().state_backup = read_state(self.key)
             os.kill(os.getpid(), signal.SIGUSR1)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -74,6 +78,51 @@ class FinishedTrials(Callback):
 
     def _done(self, trial) -> None:
         self._progress().finished.update((trial.trial_id, Path(trial.path).name))
+
+
+STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "searcher-state-*.pkl")
+
+
+def read_state(tune_dir: str) -> dict:
+    """Tune's top-level state files (local storage only): path -> bytes."""
+    if "://" in tune_dir:
+        return {}
+    out = {}
+    for pattern in STATE_FILES:
+        for f in Path(tune_dir).glob(pattern):
+            try:
+                out[str(f)] = f.read_bytes()
+            except OSError:
+                pass
+    return out
+
+
+def restore_state(backup: dict) -> list[str]:
+    """Put back every state file that is no longer what a reader can load (truncated by a full disk);
+    returns the files restored. A file Tune rewrote whole since the backup is kept."""
+    restored = []
+    for path, data in backup.items():
+        f = Path(path)
+        try:
+            current = f.read_bytes()
+            if current == data or (f.suffix == ".json" and _valid_json(current)):
+                continue
+            f.unlink()  # first: its space is what the backup needs
+            f.write_bytes(data)
+            restored.append(path)
+        except OSError:
+            pass
+    return restored
+
+
+def _valid_json(data: bytes) -> bool:
+    import json
+
+    try:
+        json.loads(data)
+        return True
+    except ValueError:
+        return False
 
 
 def begin(key: str) -> None:

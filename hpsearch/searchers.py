@@ -291,7 +291,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
     by_trial = {k: g for k, g in curves.groupby("trial_id")} if len(curves) else {}
     made = []
     for _, row in trials.iterrows():
-        params = {a: _as_choice(dists[a], _plain(row[a])) for a in dists if a in row and row[a] == row[a]}
+        params = {a: _as_choice(dists[a], _plain(row[a])) for a in dists if a in row and not _missing(row[a])}
         if len(params) != len(dists):
             continue  # a trial without a value on some axis (never started): nothing to show
         value = float(row["best_val_loss"])
@@ -311,3 +311,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
 
 def _plain(v):
     return v.item() if hasattr(v, "item") else v
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

@@ -446,7 +446,10 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
     if plan.opts.mode in ("optuna-asha", "quasi-random"):
         skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
     else:  # grid and random ran without Optuna: their study is written from the results, for optuna-dashboard
-        write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)
+        try:
+            write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)
+        except Exception as exc:  # a convenience: never costs the sweep its results
+            log(f"warning: the Optuna study for optuna-dashboard was not written: {first_line(exc, limit=200)}")
     if plan.opts.budget_tokens:
         used = int(pd.to_numeric(trials.get("tokens_seen"), errors="coerce").fillna(0).sum()) if len(trials) else 0
         skips.append(f"tokens trained: {used:,} of the --budget-tokens {plan.opts.budget_tokens:,} "
@@ -525,7 +528,7 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     say = log if o.verbose else (lambda _line: None)  # -q: only the final summary
     for line in describe(plan):
         say(line)
-    from hpsearch.finished import begin, progress_of  # imports Ray: only once the sweep is known to start
+    from hpsearch.finished import begin, progress_of, restore_state  # imports Ray: only once the sweep starts
 
     begin(plan.tune_dir)
     if o.budget_tokens:  # Tune queues up to 16 grid/random trials ahead; a budget is checked as each is created
@@ -537,8 +540,10 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     except Exception as exc:
         if not (progress_of(plan.tune_dir).disk_full or is_out_of_space(exc)):
             raise
+        restore_state(progress_of(plan.tune_dir).state_backup)
         raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full or first_line(exc))) from None
     if progress_of(plan.tune_dir).disk_full:
+        restore_state(progress_of(plan.tune_dir).state_backup)  # Tune's last snapshot may not have fitted
         raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full))
     say("")
     say(res.leaderboard(outcome.trials, plan.axes, top=10))

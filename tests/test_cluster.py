@@ -417,8 +417,9 @@ def test_half_gpu_trials_share_a_device(cluster):
     # worker would carry its device over to the next trial). Whether two of them ever run at the
     # same moment is the scheduler's doing: the test watches Tune's own record of which trials are
     # RUNNING, never the clock, and keeps every snapshot it sees.
+    # --checkpoint-every 2: trials long enough to overlap (a smoke trial without checkpoints takes ~1 s)
     proc, log = sweep_in_background(cluster, "gpu05", "--smoke-test", "--num-samples", "2", "--no-reuse-actors",
-                                    "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5")
+                                    "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5", "--checkpoint-every", "2")
     tune_dir, snapshots = cluster.storage / "gpu05", []
     try:
         wait_for("end of the sweep", lambda: snapshots.append(running_trials(tune_dir)) or proc.poll() is not None,

@@ -131,7 +131,7 @@ def test_cli_pretrain_trains_and_refuses_to_overwrite(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"model nano: {count_params(PRESETS['nano']):,} parameters on " in printed
     assert "tok/s" in printed and "completed: 12 steps" in printed
-    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "config.yaml", "metrics.json"}
+    assert {p.name for p in out.iterdir()} == {"checkpoint.pt", "config.yaml", "metrics.json", "tensorboard"}
     assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main(["pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2

@@ -118,11 +118,15 @@ def test_optuna_asha_prunes_and_tells_optuna(tmp_path):
     # USELESS (the floor lr) does not. With rf 8 the cutoff is the 87.5th percentile of the losses
     # recorded at the rung, so a USELESS trial that comes after a GOOD one is stopped there, and a
     # GOOD one never is (it ties or beats every loss recorded).
+    # No point is trained twice, so each LR comes with three values of max_norm, which cannot change the
+    # loss at the rung: clipping starts when the 8-step warmup ends, after the rung (step 4).
     good, useless = 5e-3, 1e-5
-    space = space_file(tmp_path, {"peak_lr": {"choice": [good, useless]}}, fixed={"batch_size": 4})
+    space = space_file(tmp_path, {"peak_lr": {"choice": [good, useless]}, "max_norm": {"choice": [0.5, 1.0, 2.0]}},
+                       fixed={"batch_size": 4, "warmup_steps": 8})
     out = run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="asha", num_samples=6, seed=10,
                           max_tokens_per_trial=2048, grace_tokens=512, reduction_factor=8.0,
                           max_concurrent=1), log=print)
+    assert len(out.trials) == 6 and len(set(zip(out.trials["peak_lr"], out.trials["max_norm"]))) == 6
     trials = out.trials.set_index("trial_id").loc[creation_order(tmp_path / "asha" / "tune")]
     lrs = trials["peak_lr"].tolist()
     first_good = lrs.index(good) if good in lrs else len(lrs)
@@ -134,10 +138,11 @@ def test_optuna_asha_prunes_and_tells_optuna(tmp_path):
     # Optuna hears the same story, trial for trial: pruned where ASHA stopped, the loss where it completed
     # (a pruned trial's value is Optuna's own: its last intermediate value)
     study = optuna.load_study(study_name="asha", storage=f"sqlite:///{tmp_path / 'asha' / 'optuna.db'}")
-    assert [t.params["peak_lr"] for t in study.trials] == lrs
-    assert [t.state.name for t in study.trials] == ["PRUNED" if s == "early-stopped" else "COMPLETE" for s in expected]
+    told = [t for t in study.trials if "excluded" not in t.user_attrs]  # the rest: repeats, never trained
+    assert [t.params["peak_lr"] for t in told] == lrs
+    assert [t.state.name for t in told] == ["PRUNED" if s == "early-stopped" else "COMPLETE" for s in expected]
     completed = [i for i, s in enumerate(expected) if s == "completed"]
-    assert [study.trials[i].value for i in completed] == trials["best_val_loss"].iloc[completed].tolist()
+    assert [told[i].value for i in completed] == trials["best_val_loss"].iloc[completed].tolist()
 
 
 @pytest.mark.parametrize("mode", ["random", "quasi-random"])
@@ -169,10 +174,11 @@ def test_invalid_combinations_and_divergence_are_counted_not_crashed(tmp_path):
 
 
 def test_diverged_trials_fail_in_optuna_instead_of_staying_running(tmp_path):
-    space = space_file(tmp_path, {"peak_lr": {"choice": [1000.0]}}, fixed={"batch_size": 4})
+    space = space_file(tmp_path, {"peak_lr": {"choice": [1000.0, 2000.0]}}, fixed={"batch_size": 4})
     run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="div", num_samples=2), log=print)
     study = optuna.load_study(study_name="div", storage=f"sqlite:///{tmp_path / 'div' / 'optuna.db'}")
-    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    trained = [t for t in study.trials if "excluded" not in t.user_attrs]
+    assert [t.state.name for t in trained] == ["FAIL", "FAIL"]
 
 
 @pytest.mark.parametrize("argv, message", [

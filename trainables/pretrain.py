@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -447,8 +447,8 @@ class Run:
                 break
             if log:
                 log(_progress_line(metrics, self.plan))
-            if checkpoint_dir is not None and ((final and final_checkpoint) or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0)
-                                               or self.checkpoint_due()):
+            due = final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0) or self.checkpoint_due()
+            if checkpoint_dir is not None and due and (final_checkpoint or not final):
                 self.save(checkpoint_dir)
             if on_eval is not None:
                 on_eval({**metrics, "training_complete": final}, self.save)
@@ -568,6 +568,8 @@ def pretrain(
             except DiskFullError as exc:
                 raise DiskFullError(f"the run finished and its metrics are in {out / METRICS_FILE}, but its final "
                                     f"checkpoint was not written: {exc}") from None
+            summary = replace(summary, checkpoint_seconds=run.checkpoint_seconds)  # the final one counted too
+            atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
         if log:
             log(f"wrote {out / METRICS_FILE}" + (f" and {out / CHECKPOINT_FILE}" if summary.status == COMPLETED else ""))
     return summary
