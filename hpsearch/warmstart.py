@@ -31,8 +31,14 @@ def _flat(cfg: dict) -> dict:
 
 def warm_points(earlier_dir: Path, base: PretrainConfig, space: Space) -> list[tuple[dict, float]]:
     """[(values, best_val_loss)] of the earlier sweep's completed trials that lie inside ``space``."""
-    trials, _, meta = res.load(earlier_dir)
     name = earlier_dir.name
+    if not (earlier_dir / "sweep.json").is_file():
+        raise SweepError(f"--warm-start {name}: no sweep named {name} in {earlier_dir.parent}; "
+                         f"list them with `hpsearch ls --results-dir {earlier_dir.parent}`")
+    try:
+        trials, _, meta = res.load(earlier_dir)
+    except SweepError as exc:
+        raise SweepError(f"--warm-start {name}: {exc}") from None
     earlier_axes = set(meta.get("space", {}).get("axes", {}))
     searched = set(space.axes) | earlier_axes
     theirs, ours = _flat(meta.get("base_config") or {}), _flat(base.to_dict())

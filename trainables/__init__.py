@@ -1,23 +1,27 @@
 """What trains: the corpus and its tokens, the GPT model, the pretraining run, the Tune trainable.
 
-Everything here except :mod:`trainables.tune_trainable` runs without Ray.
+Everything here except :mod:`trainables.tune_trainable` runs without Ray. The names below load on
+first use, so importing a light submodule (``trainables.errors``, as the CLI does before it parses its
+arguments) does not import PyTorch.
 """
 
-from trainables.config import AXES, PretrainConfig, load_config
-from trainables.corpus import get_tokenizer, load_tokens
-from trainables.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    HPSearchError,
-    SpaceError,
-    SweepError,
-)
-from trainables.model import GPT, PRESETS, GPTConfig
-from trainables.pretrain import RunSummary, lr_at, plan_run, pretrain
+import importlib
 
-__all__ = [
-    "AXES", "GPT", "GPTConfig", "PRESETS", "PretrainConfig", "RunSummary",
-    "CheckpointError", "ConfigError", "DataError", "HPSearchError", "SpaceError", "SweepError",
-    "get_tokenizer", "load_config", "load_tokens", "lr_at", "plan_run", "pretrain",
-]
+_WHERE = {
+    "AXES": "config", "PretrainConfig": "config", "load_config": "config",
+    "get_tokenizer": "corpus", "load_tokens": "corpus",
+    "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "HPSearchError": "errors",
+    "SpaceError": "errors", "SweepError": "errors",
+    "GPT": "model", "PRESETS": "model", "GPTConfig": "model",
+    "RunSummary": "pretrain", "lr_at": "pretrain", "plan_run": "pretrain", "pretrain": "pretrain",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"trainables.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
