@@ -134,15 +134,26 @@ def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
     return max(1, epochs * train_tokens)
 
 
+def axis_values(space: Space, name: str, default) -> list:
+    """The values axis ``name`` takes (its bounds for a range), or ``[default]`` when it is not searched."""
+    dist = space.axes.get(name)
+    if dist is None:
+        return [default]
+    return [v for v in (getattr(dist, "values", None) or [dist.low, dist.high]) if v is not None] or [default]
+
+
 def max_warmup_tokens(base: PretrainConfig, space: Space, max_t: int) -> int:
-    """Tokens the longest warmup of the space takes: ASHA's first rung comes no earlier."""
+    """Tokens the longest warmup of the space's runnable points takes: ASHA's first rung comes no earlier.
+    A point whose warmup does not end within the budget never trains (it is excluded or skipped), so it
+    does not count."""
     t = base.train
     fraction = axis_max(space, "warmup_fraction", t.warmup_fraction)
     if fraction is not None:
         return int(fraction * max_t)
-    steps = axis_max(space, "warmup_steps", t.warmup_steps)
-    context = axis_max(space, "context_len", base.model.context_len)
-    return int(steps * axis_max(space, "batch_size", t.batch_size) * context)
+    spans = [int(w * b * c) for w in axis_values(space, "warmup_steps", t.warmup_steps)
+             for b in axis_values(space, "batch_size", t.batch_size)
+             for c in axis_values(space, "context_len", base.model.context_len)]
+    return max([x for x in spans if x < max_t], default=0)
 
 
 def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepPlan:

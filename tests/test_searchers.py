@@ -169,3 +169,17 @@ def test_warm_start_tells_the_earlier_trials_inside_the_new_space_and_never_retr
     with pytest.raises(SweepError, match=r"--warm-start narrow: its losses are not comparable .* differs in "
                                          r"train.max_tokens \(2048 there, 4096 here\)"):
         warm_points(earlier, nano_config(max_tokens=4096), wider)
+
+
+def test_the_first_rung_waits_for_the_longest_warmup_that_fits_the_budget():
+    from hpsearch.sweep import max_warmup_tokens
+    from search_spaces import get_space
+    from trainables.config import PretrainConfig
+
+    demo = get_space("demo")  # warmup_steps {5, 10, 20} x batch_size {4, 8, 16}, tiny model: context 64
+    base = PretrainConfig()
+    assert max(demo.axes["warmup_steps"].values) * max(demo.axes["batch_size"].values) * 64 == 20480
+    # 20 x 16 x 64 = 20,480 tokens never fits a 16,384-token trial (such a point never trains); 20 x 8 x 64 does
+    assert max_warmup_tokens(base, demo, 16384) == 10240
+    assert default_grace(16384, 3.0, max_warmup_tokens(base, demo, 16384)) == 10240
+    assert max_warmup_tokens(base, demo, 10 ** 6) == 20480
