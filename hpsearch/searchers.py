@@ -266,7 +266,10 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
     early-stopped -> PRUNED, the rest FAIL), its best_val_loss as the objective, its evaluations as
     intermediate values at tokens seen. Rewritten whole each time (a resumed sweep's table has grown).
     Returns the number of trials written."""
+    import pandas as pd
+
     from search_spaces.dists import IntRange, LogUniform, Uniform
+    from trainables.config import plain
 
     from trainables.status import EARLY_STOPPED, METRIC
 
@@ -276,7 +279,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
         if isinstance(dist, (Uniform, LogUniform)):
             return optuna.distributions.FloatDistribution(float(dist.low), float(dist.high),
                                                           log=isinstance(dist, LogUniform))
-        return optuna.distributions.CategoricalDistribution([_plain(v) for v in dist.values])
+        return optuna.distributions.CategoricalDistribution([plain(v) for v in dist.values])
 
     storage = optuna.storages.RDBStorage(storage_url)
     try:
@@ -291,7 +294,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
     by_trial = {k: g for k, g in curves.groupby("trial_id")} if len(curves) else {}
     made = []
     for _, row in trials.iterrows():
-        params = {a: _as_choice(dists[a], _plain(row[a])) for a in dists if a in row and not _missing(row[a])}
+        params = {a: _as_choice(dists[a], plain(row[a])) for a in dists if a in row and not pd.isna(row[a])}
         if len(params) != len(dists):
             continue  # a trial without a value on some axis (never started): nothing to show
         value = float(row["best_val_loss"])
@@ -307,11 +310,3 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
             user_attrs={"trial_id": str(row["trial_id"]), "status": str(row["status"])}))
     study.add_trials(made)
     return len(made)
-
-
-def _plain(v):
-    return v.item() if hasattr(v, "item") else v
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))

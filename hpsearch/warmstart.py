@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hpsearch import results as res
 from search_spaces import Space
-from trainables.config import PretrainConfig
+from trainables.config import PretrainConfig, plain
 from trainables.errors import SweepError
 from trainables.status import COMPLETED
 
@@ -56,12 +56,8 @@ def warm_points(earlier_dir: Path, base: PretrainConfig, space: Space) -> list[t
     points = []
     for _, row in trials[trials["status"] == COMPLETED].iterrows():
         loss = float(row["best_val_loss"])
-        values = {a: _plain(row[a]) for a in space.axes if a in row}
+        values = {a: plain(row[a]) for a in space.axes if a in row}
         if math.isfinite(loss) and len(values) == len(space.axes) and all(
                 space.axes[a].contains(v) for a, v in values.items()):
             points.append((values, loss))
     return points
-
-
-def _plain(v):
-    return v.item() if hasattr(v, "item") else v
