@@ -116,13 +116,17 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
     return replace(cfg, eval=replace(cfg.eval, **ev)) if ev else cfg
 
 
-def axis_max(space: Space, name: str, default):
-    """The largest value axis ``name`` can take (``default`` when the space does not search it)."""
+def axis_values(space: Space, name: str, default) -> list:
+    """The values axis ``name`` takes (its bounds for a range), or ``[default]`` when it is not searched."""
     dist = space.axes.get(name)
     if dist is None:
-        return default
-    values = [v for v in (getattr(dist, "values", None) or [getattr(dist, "high", default)]) if v is not None]
-    return max(values) if values else default
+        return [default]
+    return [v for v in (getattr(dist, "values", None) or [dist.low, dist.high]) if v is not None] or [default]
+
+
+def axis_max(space: Space, name: str, default):
+    """The largest value axis ``name`` can take (``default`` when the space does not search it)."""
+    return max(axis_values(space, name, default))
 
 
 def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
@@ -132,14 +136,6 @@ def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
     epochs = int(axis_max(space, "num_epochs", base.train.num_epochs))
     train_tokens = int(n_tokens * base.data.train_ratio)
     return max(1, epochs * train_tokens)
-
-
-def axis_values(space: Space, name: str, default) -> list:
-    """The values axis ``name`` takes (its bounds for a range), or ``[default]`` when it is not searched."""
-    dist = space.axes.get(name)
-    if dist is None:
-        return [default]
-    return [v for v in (getattr(dist, "values", None) or [dist.low, dist.high]) if v is not None] or [default]
 
 
 def max_warmup_tokens(base: PretrainConfig, space: Space, max_t: int) -> int:
@@ -479,21 +475,33 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
                         interrupted=interrupted, skips=skips)
 
 
+def tune_env(opts: SweepOptions) -> dict[str, str]:
+    """Environment Tune reads when a fit starts, for this sweep's options.
+
+    - Below -v, Tune prints nothing of its own: its newer console output still prints an experiment box
+      and two paths (one a TensorBoard command into Ray's temp session) at verbosity 0; its older one,
+      chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at 0.
+    - With --budget-tokens, one trial is queued ahead instead of up to 16 (grid/random), so the budget is
+      checked as each trial is created.
+    A variable the user set is kept.
+    """
+    env = {}
+    if opts.verbose <= 1:
+        env["RAY_AIR_NEW_OUTPUT"] = "0"
+    if opts.budget_tokens:
+        env["TUNE_MAX_PENDING_TRIALS_PG"] = "1"
+    return {k: v for k, v in env.items() if k not in os.environ}
+
+
 @contextlib.contextmanager
-def quiet_tune(verbose: int):
-    """Below -v, Tune prints nothing of its own: its newer console output still prints an experiment box
-    and two paths (one a TensorBoard command into Ray's temp session) at verbosity 0; its older one,
-    chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at 0. Restored afterwards (a later sweep may be -v)."""
-    before = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    if verbose <= 1:
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+def environ(values: dict[str, str]):
+    """``values`` set in os.environ for the block, removed afterwards (a later sweep may differ)."""
+    os.environ.update(values)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = before
+        for key in values:
+            os.environ.pop(key, None)
 
 
 def planned_trials(plan: SweepPlan) -> int:
@@ -542,20 +550,19 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     from hpsearch.finished import begin, progress_of, restore_state  # imports Ray: only once the sweep starts
 
     begin(plan.tune_dir)
-    if o.budget_tokens:  # Tune queues up to 16 grid/random trials ahead; a budget is checked as each is created
-        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", "1")
+    progress = progress_of(plan.tune_dir)
     try:
-        with quiet_tune(o.verbose):
+        with environ(tune_env(o)):
             grid = tuner.fit()
         outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
+        full = progress.disk_full
     except Exception as exc:
-        if not (progress_of(plan.tune_dir).disk_full or is_out_of_space(exc)):
+        if not (progress.disk_full or is_out_of_space(exc)):
             raise
-        restore_state(progress_of(plan.tune_dir).state_backup)
-        raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full or first_line(exc))) from None
-    if progress_of(plan.tune_dir).disk_full:
-        restore_state(progress_of(plan.tune_dir).state_backup)  # Tune's last snapshot may not have fitted
-        raise DiskFullError(disk_full_stop(plan, progress_of(plan.tune_dir).disk_full))
+        full = progress.disk_full or first_line(exc)
+    if full:
+        restore_state(progress.state_backup)  # Tune's last snapshot may not have fitted
+        raise DiskFullError(disk_full_stop(plan, full))
     say("")
     say(res.leaderboard(outcome.trials, plan.axes, top=10))
     log(res.summary_line(outcome.trials))

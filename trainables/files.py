@@ -77,7 +77,7 @@ def is_out_of_space(exc: BaseException) -> bool:
 
 
 def _out_of_space(exc: Exception, tmp: Path) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_out_of_space(exc):
         return True
     if isinstance(exc, OSError) and exc.errno is not None:
         return False
