@@ -1,7 +1,7 @@
 """Do ASHA's rungs predict the end? Rank correlation at each rung and wrongly stopped configs (issue 18).
 
-Reads the committed ground truth (bench/grid_nano.csv: every evaluation of 64 nano configurations,
-48 steps of 8 x 32 tokens, warmup 2 or 10 steps) and replays ASHA's decision at each rung
+Reads each benchmark problem's committed ground truth (bench/grid_<problem>.csv, see bench/problems.py:
+every evaluation of every trained configuration) and replays ASHA's decision at each rung
 synchronously: a config's score at a rung is its validation loss at the first evaluation at or past
 the rung; the best 1/rf go on. It reports, for the rungs of the old default (grace = max_t / rf^2)
 and of the new one (never before the space's longest warmup ends, hpsearch.searchers.default_grace):
@@ -9,7 +9,7 @@ and of the new one (never before the space's longest warmup ends, hpsearch.searc
 - Spearman's rank correlation between the loss at each rung and the final loss,
 - wrongly stopped: configs cut at a rung that would have finished within 1 % of the grid's best.
 
-No training: it costs a second. `python bench/rung_quality.py [--csv FILE --batch B --context C]`.
+No training: it costs seconds. `python bench/rung_quality.py [--problems nano code docs] [--rf 3]`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import math
 import common  # noqa: F401  (environment first)
 import pandas as pd
 
-from common import BENCH, record
+from common import record
+from problems import PROBLEMS
 
 from hpsearch.searchers import default_grace
 
@@ -59,30 +60,35 @@ def replay(curves: pd.DataFrame, keys: list[str], grace: int, max_t: int, rf: fl
 
 
 def main() -> None:
+    from hpsearch.sweep import max_warmup_tokens
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--csv", default=str(BENCH / "grid_nano.csv"))
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--context", type=int, default=32)
+    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS))
     ap.add_argument("--rf", type=float, default=3.0)
     args = ap.parse_args()
-    curves = pd.read_csv(args.csv)
-    keys = [c for c in curves.columns if c not in ("status", "step", "tokens_seen", "val_loss", "train_loss")]
-    max_t = int(curves["tokens_seen"].max())
-    warmup_tokens = int(curves["warmup_steps"].max()) * args.batch * args.context if "warmup_steps" in curves else 0
-    old = replay(curves, keys, max(1, int(max_t / args.rf ** 2)), max_t, args.rf)
-    new = replay(curves, keys, default_grace(max_t, args.rf, warmup_tokens), max_t, args.rf)
-    for name, r in (("before (max_t/rf^2)", old), ("after (not before the longest warmup)", new)):
-        print(f"{name}: grace {r['grace']:,} tokens; {r['near_best']} configs within 1 % of the best")
-        for x in r["rungs"]:
-            print(f"  rung {x['rung_tokens']:>6,}: {x['judged']} judged, Spearman {x['spearman']:.3f}, "
-                  f"{x['stopped']} stopped, {x['wrongly_stopped']} of them within 1 % of the best at the end")
-        print(f"  wrongly stopped in all: {r['wrongly_stopped']}; the survivors include the best: {r['survivor_is_best']}")
-    figures = {"asha_first_rung_spearman_before": old["rungs"][0]["spearman"],
-               "asha_first_rung_spearman_after": new["rungs"][0]["spearman"],
-               "asha_wrongly_stopped_before": old["wrongly_stopped"],
-               "asha_wrongly_stopped_after": new["wrongly_stopped"]}
-    record(figures, {"before": old, "after": new, "csv": args.csv}, tag="" if args.csv.endswith("grid_nano.csv")
-           else f" --csv {args.csv}")
+    figures, details = {}, {}
+    for name in args.problems:
+        problem = PROBLEMS[name]
+        curves = pd.read_csv(problem.csv)
+        keys = list(problem.axes)
+        max_t = int(curves["tokens_seen"].max())
+        warmup_tokens = max_warmup_tokens(problem.base(), problem.space(), max_t)
+        old = replay(curves, keys, max(1, int(max_t / args.rf ** 2)), max_t, args.rf)
+        new = replay(curves, keys, default_grace(max_t, args.rf, warmup_tokens), max_t, args.rf)
+        print(f"== {name}: {problem.what}")
+        for label, r in (("before (max_t/rf^2)", old), ("after (not before the longest warmup)", new)):
+            print(f"{label}: grace {r['grace']:,} tokens; {r['near_best']} configs within 1 % of the best")
+            for x in r["rungs"]:
+                print(f"  rung {x['rung_tokens']:>6,}: {x['judged']} judged, Spearman {x['spearman']:.3f}, "
+                      f"{x['stopped']} stopped, {x['wrongly_stopped']} of them within 1 % of the best at the end")
+            print(f"  wrongly stopped in all: {r['wrongly_stopped']}; the survivors include the best: "
+                  f"{r['survivor_is_best']}")
+        figures.update({f"asha_{name}_first_rung_spearman_before": old["rungs"][0]["spearman"],
+                        f"asha_{name}_first_rung_spearman_after": new["rungs"][0]["spearman"],
+                        f"asha_{name}_wrongly_stopped_before": old["wrongly_stopped"],
+                        f"asha_{name}_wrongly_stopped_after": new["wrongly_stopped"]})
+        details[name] = {"before": old, "after": new, "csv": problem.csv.name}
+    record(figures, details, tag="" if len(args.problems) == len(PROBLEMS) else f" --problems {' '.join(args.problems)}")
 
 
 if __name__ == "__main__":

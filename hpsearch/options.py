@@ -71,7 +71,7 @@ class SweepOptions:
                               "(ignored when --config gives one)")
     config: str | None = _opt(None, "a pretraining config YAML every trial starts from (space values override it)")
     seed: int = _opt(0, "seed of the search algorithm", low=0, high=2**32 - 1, kind=int)
-    warm_start: str | None = _opt(None, "optuna-asha/quasi-random: first tell the sampler sweep NAME's completed "
+    warm_start: str | None = _opt(None, "optuna-asha/quasi-random/random: first tell the sampler sweep NAME's completed "
                                         "trials that lie inside this space (same model, data and budget), so a "
                                         "widened space trains only its new points")
     # -- budget and early stopping

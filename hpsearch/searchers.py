@@ -1,7 +1,7 @@
 """Search algorithms and schedulers for each sweep mode.
 
     grid          every point of a grid space once (Tune's BasicVariantGenerator)
-    random        seeded random sampling (BasicVariantGenerator(random_state=seed))
+    random        Optuna's seeded RandomSampler: plain random sampling
     quasi-random  Optuna's seeded, scrambled Sobol QMCSampler: even coverage for exploration
     optuna-asha   Optuna TPE + ASHA early stopping, fidelity measured in tokens seen
 
@@ -44,6 +44,11 @@ EXHAUSTED = "exhausted"
 """Study user attribute: why the sampler stopped proposing (every new proposal was invalid or a repeat)."""
 MAX_ASKS = 100
 """Proposals asked in a row before a search is taken to have no new valid point left."""
+OPTUNA_MODES = ("optuna-asha", "quasi-random", "random")
+"""Modes that propose through :class:`StatusAwareOptunaSearch` (no invalid point, no repeat, a study as they run)."""
+TPE_OPTIONS: dict = {}
+"""optuna-asha's TPESampler settings beyond the seed (Optuna's defaults: 10 random start-up trials,
+independent per-axis models), chosen on the three problems of bench/search_gap.py; see bench/RESULTS.md."""
 
 
 class Proposals:
@@ -98,7 +103,7 @@ class TokenBudget:
 
 
 class BudgetedVariantGenerator(TokenBudget, BasicVariantGenerator):
-    """Tune's grid/random generator that starts no new trial once ``budget_tokens`` are spent.
+    """Tune's grid generator that starts no new trial once ``budget_tokens`` are spent.
     Its state (Tune pickles ``__dict__``) carries the tokens across ``--resume``."""
 
     def __init__(self, *, budget_tokens: int | None = None, **kw):
@@ -231,13 +236,12 @@ def default_grace(max_t: int, reduction_factor: float, warmup_tokens: int = 0) -
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,
                 grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None,
                 proposals: Proposals | None = None, budget_tokens: int | None = None, warmup_tokens: int = 0,
-                warm_start: list[tuple[dict, float]] = ()):
-    """(search_alg, scheduler) for ``mode``."""
-    if mode in ("grid", "random"):
+                warm_start: list[tuple[dict, float]] = (), tpe: dict | None = None):
+    """(search_alg, scheduler) for ``mode``; ``tpe`` overrides TPE_OPTIONS (the benchmark's candidates)."""
+    if mode == "grid":
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
-        return BudgetedVariantGenerator(random_state=seed if mode == "random" else None,
-                                        max_concurrent=max_concurrent or 0,
-                                        budget_tokens=budget_tokens), FIFOScheduler()
+        return BudgetedVariantGenerator(max_concurrent=max_concurrent or 0, budget_tokens=budget_tokens), \
+            FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
     if mode == "quasi-random":
@@ -248,8 +252,12 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
                                                  warn_independent_sampling=False,
                                                  warn_asynchronous_seeding=False)
         scheduler = FIFOScheduler()
+    elif mode == "random":
+        sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
     elif mode == "optuna-asha":
-        sampler = optuna.samplers.TPESampler(seed=seed)
+        with warnings.catch_warnings():  # "multivariate is experimental"
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(seed=seed, **{**TPE_OPTIONS, **(tpe or {})})
         grace = grace_tokens or default_grace(max_t, reduction_factor, warmup_tokens)
         scheduler = ASHAScheduler(time_attr="tokens_seen", max_t=max_t, grace_period=grace,
                                   reduction_factor=reduction_factor)
@@ -261,7 +269,7 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
 
 
 def write_study(storage_url: str, study_name: str, trials, curves, space) -> int:
-    """The sweep as an Optuna study, for grid and random sweeps that ran without Optuna, so that
+    """The sweep as an Optuna study, for grid sweeps that ran without Optuna, so that
     optuna-dashboard opens every sweep alike: one trial per results row (completed -> COMPLETE,
     early-stopped -> PRUNED, the rest FAIL), its best_val_loss as the objective, its evaluations as
     intermediate values at tokens seen. Rewritten whole each time (a resumed sweep's table has grown).
@@ -281,6 +289,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
                                                           log=isinstance(dist, LogUniform))
         return optuna.distributions.CategoricalDistribution([plain(v) for v in dist.values])
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in the summary
     storage = optuna.storages.RDBStorage(storage_url)
     try:
         optuna.delete_study(study_name=study_name, storage=storage)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import platform
 import shlex
@@ -417,7 +418,7 @@ def make_tuner(plan: SweepPlan):
         tune_config=tune.TuneConfig(
             metric=METRIC, mode="min", search_alg=search, scheduler=scheduler, num_samples=plan.num_samples,
             # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
-            max_concurrent_trials=None if o.mode in ("grid", "random") else max_concurrent,
+            max_concurrent_trials=None if o.mode == "grid" else max_concurrent,
             reuse_actors=o.reuse_actors,
         ),
         run_config=tune.RunConfig(
@@ -448,11 +449,11 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
         best_path = plan.sweep_dir / "best_config.yaml"
         atomic_write_text(best_path, export_native(plan.base, best, plan.axes))
     skips = skip_lines(trials, plan.base, len(plan.tokens), plan.axes)
-    from hpsearch.searchers import optuna_storage_url, write_study
+    from hpsearch.searchers import OPTUNA_MODES, optuna_storage_url, write_study
 
-    if plan.opts.mode in ("optuna-asha", "quasi-random"):
+    if plan.opts.mode in OPTUNA_MODES:
         skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
-    else:  # grid and random ran without Optuna: their study is written from the results, for optuna-dashboard
+    else:  # grid ran without Optuna: its study is written from the results, for optuna-dashboard
         try:
             write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)
         except Exception as exc:  # a convenience: never costs the sweep its results
@@ -481,7 +482,7 @@ def tune_env(opts: SweepOptions) -> dict[str, str]:
     - Below -v, Tune prints nothing of its own: its newer console output still prints an experiment box
       and two paths (one a TensorBoard command into Ray's temp session) at verbosity 0; its older one,
       chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at 0.
-    - With --budget-tokens, one trial is queued ahead instead of up to 16 (grid/random), so the budget is
+    - With --budget-tokens, one trial is queued ahead instead of up to 16 (grid), so the budget is
       checked as each trial is created.
     A variable the user set is kept.
     """
@@ -491,6 +492,11 @@ def tune_env(opts: SweepOptions) -> dict[str, str]:
     if opts.budget_tokens:
         env["TUNE_MAX_PENDING_TRIALS_PG"] = "1"
     return {k: v for k, v in env.items() if k not in os.environ}
+
+
+# Skipped and diverged trials report an infinite loss on purpose; Tune's TensorBoard logger would print
+# "NaN or Inf found in input tensor." for each of them.
+logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -527,7 +533,7 @@ def describe(plan: SweepPlan) -> list[str]:
     if o.budget_tokens:
         lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")
     lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}"
-                 + ("" if o.mode in ("optuna-asha", "quasi-random") else " (written when the sweep ends)"))
+                 + ("" if o.mode != "grid" else " (written when the sweep ends)"))
     return lines
 
 

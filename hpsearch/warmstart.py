@@ -22,7 +22,7 @@ from trainables.config import PretrainConfig, plain
 from trainables.errors import SweepError
 from trainables.status import COMPLETED
 
-WARM_MODES = ("optuna-asha", "quasi-random")
+WARM_MODES = ("optuna-asha", "quasi-random", "random")
 
 
 def _flat(cfg: dict) -> dict:

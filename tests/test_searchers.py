@@ -46,7 +46,8 @@ def test_each_outcome_is_told_to_optuna_with_its_own_state(search):
 
 from helpers import nano_config  # noqa: E402
 
-from hpsearch.searchers import EXCLUDED, EXHAUSTED, BudgetedVariantGenerator, Proposals, default_grace  # noqa: E402
+from hpsearch.searchers import (EXCLUDED, EXHAUSTED, OPTUNA_MODES, BudgetedVariantGenerator,  # noqa: E402
+                                Proposals, default_grace, make_search)
 from hpsearch.skips import excluded_lines  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
@@ -88,6 +89,25 @@ def test_invalid_points_and_repeats_never_reach_a_trial_and_the_sampler_is_told(
     assert "drop warmup_steps 1000" in lines[1]
     assert lines[2] == f"{len(repeats)} repeated proposals were told their earlier trial's outcome instead of training again"
     assert lines[3].startswith("the sampler stopped early: 100 proposals in a row")
+
+
+@pytest.mark.parametrize("mode", OPTUNA_MODES)
+def test_every_sampling_mode_proposes_each_valid_point_once_and_no_invalid_one(tmp_path, mode):
+    from ray import tune
+
+    search, _ = make_search(mode, seed=0, study_name="s", sweep_dir=tmp_path, max_t=2048, grace_tokens=None,
+                            reduction_factor=3.0, proposals=Proposals(nano_config(max_tokens=2048).to_dict(), N_TOKENS))
+    search.set_search_properties(METRIC, "min", {"peak_lr": tune.choice([1e-3, 2e-3, 4e-3]),
+                                                 "warmup_steps": tune.choice([2, 1000])})  # 1000: no run that long
+    proposed = []
+    for i in range(10):
+        params = search.suggest(f"t{i}")
+        if params == Searcher.FINISHED:
+            break
+        proposed.append(params)
+        search.on_trial_complete(f"t{i}", {METRIC: 6.0 + i, "hp_status": COMPLETED})
+    assert sorted(p["peak_lr"] for p in proposed) == [1e-3, 2e-3, 4e-3]  # each valid point once, then done
+    assert all(p["warmup_steps"] == 2 for p in proposed)
 
 
 def test_the_token_budget_ends_the_search_once_spent():

@@ -1,0 +1,133 @@
+"""The search benchmark's problems: a corpus, a model, a per-trial budget and a grid space each (issue 18).
+
+Three problems of different shape, so a search figure or a default is never a figure about one problem:
+
+    nano  prose (the embedded corpus), nano model, context 32, batch 8, 12,288 tokens a trial;
+          peak_lr x warmup x dropout x max_norm, 64 points, all valid (the original ground truth)
+    code  Python's standard-library source, nano model at context 64, batch 4, 16,384 tokens (64 steps);
+          peak_lr x warmup {4, 16, 64} x weight_decay, 48 points of which 16 are invalid (warmup 64
+          is not below the run's 64 steps): the invalid region the searchers must not spend on
+    docs  Python's documentation topics (pydoc_data), a 2-layer width-48 model at context 48, batch 6,
+          11,520 tokens (40 steps); peak_lr x init_std x max_norm with three or more values on every
+          axis, 45 points: a space whose best point can lie inside it on every axis
+
+Each problem's ground truth is ``bench/grid_<name>.csv`` (built by ``python bench/grid.py --problem
+NAME``) with ``bench/grid_<name>.json`` beside it: the corpus's sha256 and token count, so a replay
+needs no corpus and a different Python (a different stdlib) is noticed instead of silently compared.
+batch_size is never an axis: the product scores a trial on ``eval_iter`` batches of ``batch_size``
+windows, so trials of different batch sizes would be scored on different validation subsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import BENCH
+
+CORPORA = Path("/tmp/bench_corpora")
+CODE_CHARS = 600_000  # the first stdlib modules (sorted by name) up to this many characters
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    what: str
+    model: str  # preset
+    model_overrides: dict
+    max_tokens: int
+    eval_freq: int
+    eval_iter: int
+    axes: dict  # axis -> grid values
+    fixed: dict  # train settings every point shares
+    corpus: str | None = None  # a builder in CORPUS_BUILDERS; None: the embedded corpus
+    notes: list = field(default_factory=list)
+
+    @property
+    def csv(self) -> Path:
+        return BENCH / f"grid_{self.name}.csv"
+
+    @property
+    def meta_path(self) -> Path:
+        return BENCH / f"grid_{self.name}.json"
+
+    def meta(self) -> dict:
+        return json.loads(self.meta_path.read_text()) if self.meta_path.is_file() else {}
+
+    def base(self):
+        """The PretrainConfig every point of the grid starts from (fp32: the same ground truth on every CPU)."""
+        from trainables.config import EvalArgs, PretrainConfig, TrainArgs
+        from trainables.model import preset_config
+
+        cfg = PretrainConfig(model=preset_config(self.model, **self.model_overrides), preset=self.model,
+                             train=TrainArgs(max_tokens=self.max_tokens, precision="fp32"),
+                             eval=EvalArgs(eval_freq=self.eval_freq, eval_iter=self.eval_iter))
+        return cfg.with_hparams(self.fixed, source=f"problem {self.name}")
+
+    def corpus_path(self) -> str | None:
+        """The corpus file (built on first use), or None for the embedded corpus."""
+        return None if self.corpus is None else str(CORPUS_BUILDERS[self.corpus]())
+
+    def space(self):
+        from search_spaces import parse_space
+
+        return parse_space({"name": f"bench-{self.name}", "axes": {a: {"grid": v} for a, v in self.axes.items()}})
+
+
+def _write(name: str, text: str) -> Path:
+    path = CORPORA / f"{name}.txt"
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return path
+
+
+def code_corpus() -> Path:
+    """The running Python's standard-library modules, in name order, up to CODE_CHARS characters."""
+    parts, n = [], 0
+    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        parts.append(f"# ---- {f.name}\n{text}")
+        n += len(parts[-1])
+        if n >= CODE_CHARS:
+            break
+    return _write("code", "\n\n".join(parts))
+
+
+def docs_corpus() -> Path:
+    """Python's documentation topics (the text `help('topic')` prints), in topic order."""
+    from pydoc_data.topics import topics
+
+    return _write("docs", "\n\n".join(f"{k}\n\n{v}" for k, v in sorted(topics.items())))
+
+
+CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus}
+
+
+def corpus_sha256(problem: Problem) -> str | None:
+    path = problem.corpus_path()
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+LRS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]
+PROBLEMS = {p.name: p for p in (
+    Problem("nano", "prose (embedded corpus), nano, ctx 32, batch 8, 12,288 tokens; 64 points, all valid",
+            model="nano", model_overrides={}, max_tokens=12288, eval_freq=8, eval_iter=3,
+            axes={"peak_lr": LRS, "warmup_steps": [2, 10], "dropout": [0.0, 0.1], "max_norm": [0.5, 2.0]},
+            fixed={"batch_size": 8, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}),
+    Problem("code", "Python stdlib source, nano at ctx 64, batch 4, 16,384 tokens; 48 points, 16 invalid "
+                    "(warmup 64 of 64 steps)",
+            model="nano", model_overrides={"context_len": 64}, max_tokens=16384, eval_freq=8, eval_iter=4,
+            axes={"peak_lr": LRS, "warmup_steps": [4, 16, 64], "weight_decay": [0.0, 0.1]},
+            fixed={"batch_size": 4, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="code"),
+    Problem("docs", "Python doc topics, 2 layers x 48 wide at ctx 48, batch 6, 11,520 tokens; 45 points, "
+                    "3+ values on every axis",
+            model="tiny", model_overrides={"context_len": 48, "emb_dim": 48, "n_layers": 2, "n_heads": 2},
+            max_tokens=11520, eval_freq=8, eval_iter=3,
+            axes={"peak_lr": [0.002, 0.006, 0.018, 0.054, 0.162], "init_std": [0.005, 0.02, 0.08],
+                  "max_norm": [0.1, 1.0, 10.0]},
+            fixed={"batch_size": 6, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="docs"),
+)}
