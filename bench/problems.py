@@ -131,3 +131,14 @@ PROBLEMS = {p.name: p for p in (
                   "max_norm": [0.1, 1.0, 10.0]},
             fixed={"batch_size": 6, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="docs"),
 )}
+
+
+def add_problems_arg(ap) -> None:
+    """--problems NAME ... (default: all) on a benchmark script's parser."""
+    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS),
+                    help="benchmark problems to run (default: all)")
+
+
+def subset_tag(names) -> str:
+    """The record tag of a run on some of the problems only: its figures are no product figures."""
+    return "" if set(names) == set(PROBLEMS) else f" --problems {' '.join(names)}"

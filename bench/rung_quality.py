@@ -21,7 +21,7 @@ import common  # noqa: F401  (environment first)
 import pandas as pd
 
 from common import record
-from problems import PROBLEMS
+from problems import PROBLEMS, add_problems_arg, subset_tag
 
 from hpsearch.searchers import default_grace
 
@@ -63,7 +63,7 @@ def main() -> None:
     from hpsearch.sweep import max_warmup_tokens
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS))
+    add_problems_arg(ap)
     ap.add_argument("--rf", type=float, default=3.0)
     args = ap.parse_args()
     figures, details = {}, {}
@@ -88,7 +88,7 @@ def main() -> None:
                         f"asha_{name}_wrongly_stopped_before": old["wrongly_stopped"],
                         f"asha_{name}_wrongly_stopped_after": new["wrongly_stopped"]})
         details[name] = {"before": old, "after": new, "csv": problem.csv.name}
-    record(figures, details, tag="" if len(args.problems) == len(PROBLEMS) else f" --problems {' '.join(args.problems)}")
+    record(figures, details, tag=subset_tag(args.problems))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ seed, and the expected gap of uniform random sampling of whole valid trials (exa
     python bench/search_gap.py                                   # 3 problems x 3 modes x 10/20 % x seeds 0-4
     python bench/search_gap.py --problems nano --quick           # one seed, 10 %, to check it runs
     python bench/search_gap.py --tpe '{"n_startup_trials": 4}' --modes optuna-asha   # a candidate default
+    python bench/search_gap.py --grace-fraction 0.5 --modes optuna-asha              # a candidate first rung
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from common import RUNS_DIR, record, stamp
-from problems import PROBLEMS, Problem
+from problems import PROBLEMS, Problem, add_problems_arg, subset_tag
 
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's older console output: silent at verbose 0
 FRACTIONS = (0.10, 0.20)
@@ -110,7 +111,8 @@ def replay_trial(config: dict, *, curves: dict, axes: list, seconds_per_token: f
                      "hp_status": "completed" if final else "running", "training_complete": final})
 
 
-def run_search(grid: Grid, mode: str, seed: int, budget: int, tpe: dict | None = None) -> dict:
+def run_search(grid: Grid, mode: str, seed: int, budget: int, tpe: dict | None = None,
+               grace_fraction: float | None = None) -> dict:
     from ray import tune
 
     from hpsearch.searchers import make_search
@@ -121,7 +123,8 @@ def run_search(grid: Grid, mode: str, seed: int, budget: int, tpe: dict | None =
     with tempfile.TemporaryDirectory(dir=RUNS_DIR) as d:
         search, scheduler = make_search(
             mode, seed=seed, study_name=f"{problem.name}-{mode}-{seed}-{budget}", sweep_dir=Path(d),
-            max_t=grid.max_t, grace_tokens=None, reduction_factor=3.0, max_concurrent=2,
+            max_t=grid.max_t, grace_tokens=int(grace_fraction * grid.max_t) if grace_fraction else None,
+            reduction_factor=3.0, max_concurrent=2,
             proposals=grid.proposals, budget_tokens=budget,
             warmup_tokens=max_warmup_tokens(problem.base(), space, grid.max_t), tpe=tpe)
         trainable = tune.with_resources(
@@ -176,7 +179,7 @@ def verify_determinism(grid: Grid) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS))
+    add_problems_arg(ap)
     ap.add_argument("--quick", action="store_true", help="one seed, 10 %% budget only")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(range(5)))
     ap.add_argument("--verify", action="store_true", help="also re-train one point of each grid (~30 s of CPU each)")
@@ -184,6 +187,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--tpe", type=json.loads, default=None,
                     help="candidate TPESampler settings (JSON) over the product's; recorded apart from the figures")
+    ap.add_argument("--grace-fraction", type=float, default=None,
+                    help="candidate ASHA first rung at this fraction of a trial's tokens (recorded apart)")
     args = ap.parse_args()
     grids = {name: Grid(PROBLEMS[name]) for name in args.problems}
     for grid in grids.values():
@@ -199,7 +204,7 @@ def main() -> None:
             for frac in fractions:
                 for mode in args.modes:
                     t0 = time.perf_counter()
-                    got = run_search(grid, mode, seed, int(frac * grid.total), args.tpe)
+                    got = run_search(grid, mode, seed, int(frac * grid.total), args.tpe, args.grace_fraction)
                     rows.append({"problem": name, "mode": mode, "seed": seed, "budget": frac,
                                  "gap": got["best"] / grid_best - 1.0, "spent": got["spent"] / grid.total,
                                  **{k: got[k] for k in ("trials", "distinct", "skipped")}})
@@ -220,9 +225,10 @@ def main() -> None:
         print(f"search_gap_at_10pct {max(heads):.4f} (optuna-asha, the worst problem's median over "
               f"{len(seeds)} seeds; goal <= 0.01 on every problem)")
         figures["search_gap_at_10pct"] = round(max(heads), 5)
-    tag = "" if args.tpe is None and len(grids) == len(PROBLEMS) else \
-        f" --problems {' '.join(grids)}" + (f" --tpe {json.dumps(args.tpe, sort_keys=True)}" if args.tpe else "")
-    record(figures, {"quick": args.quick, "tpe": args.tpe, "grids": {n: g.describe() for n, g in grids.items()},
+    candidate = (f" --tpe {json.dumps(args.tpe, sort_keys=True)}" if args.tpe else "") + \
+        (f" --grace-fraction {args.grace_fraction:g}" if args.grace_fraction else "")
+    tag = subset_tag(grids) + candidate
+    record(figures, {"quick": args.quick, "tpe": args.tpe, "grace_fraction": args.grace_fraction, "grids": {n: g.describe() for n, g in grids.items()},
                      "verify_max_abs_diff": verified, "runs": rows, "table": table.reset_index().to_dict("records")},
            quick=args.quick, tag=tag)
 

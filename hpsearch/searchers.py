@@ -16,13 +16,17 @@ Nothing is trained that need not be (issue 18). The Optuna modes ask their sampl
 point that would train: a statically invalid point (:class:`Proposals`: the LR order, warmup not below
 the run's steps, a batch larger than the corpus) is told FAIL at once, and a point already proposed in
 this sweep is told the earlier trial's outcome, so neither takes a trial slot and ``--num-samples``
-counts trials that train. Both stay in the study with the user attribute ``excluded`` (why). A
+counts trials that train. Both stay in the study with the user attribute ``excluded`` (why). A sampler
+that keeps proposing tried or invalid points of a discrete space (TPE converges) is handed an untried
+valid point, so a search ends only when every valid point was tried, or its budget is spent. A
 ``budget_tokens`` ends every mode's search once its trials have trained that many tokens in all.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 import warnings
 from pathlib import Path
 
@@ -44,11 +48,18 @@ EXHAUSTED = "exhausted"
 """Study user attribute: why the sampler stopped proposing (every new proposal was invalid or a repeat)."""
 MAX_ASKS = 100
 """Proposals asked in a row before a search is taken to have no new valid point left."""
+MISSES_BEFORE_UNTRIED = 10
+"""Invalid or repeated proposals in a row after which a discrete space's search is handed an untried
+valid point (picked at random) instead: a sampler that has converged keeps proposing what it has tried."""
+MAX_ENUMERATED = 100_000
+"""Largest discrete space whose points are enumerated to find an untried one."""
+UNTRIED = "untried"
+"""User attribute of a study trial that was handed to the sampler because it kept repeating itself."""
 OPTUNA_MODES = ("optuna-asha", "quasi-random", "random")
 """Modes that propose through :class:`StatusAwareOptunaSearch` (no invalid point, no repeat, a study as they run)."""
 TPE_OPTIONS: dict = {}
-"""optuna-asha's TPESampler settings beyond the seed (Optuna's defaults: 10 random start-up trials,
-independent per-axis models), chosen on the three problems of bench/search_gap.py; see bench/RESULTS.md."""
+"""optuna-asha's TPESampler settings beyond the seed (Optuna 5's defaults: 10 random start-up trials,
+multivariate TPE, constant liar), chosen on the three problems of bench/search_gap.py; see bench/RESULTS.md."""
 
 
 class Proposals:
@@ -170,26 +181,53 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
             return super().suggest(trial_id)
         if self.budget_spent():
             return Searcher.FINISHED
-        for _ in range(MAX_ASKS):
+        for ask in range(1, MAX_ASKS + 1):
             ot_trial = self._ot_study.ask(fixed_distributions=self._space)
             params = unflatten_dict(ot_trial.params)
             why = self._proposals.problem(params) if self._proposals else None
             if why:
                 ot_trial.set_user_attr(EXCLUDED, f"invalid: {why}")
                 self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-                continue
-            earlier = self._by_point.get(point_key(params))
-            if earlier is not None:  # the sampler learns the earlier outcome; nothing trains again
+            elif (earlier := self._by_point.get(point_key(params))) is not None:
+                # the sampler learns the earlier outcome; nothing trains again
                 state, value = self._outcomes.get(earlier, (optuna.trial.TrialState.FAIL, None))
                 ot_trial.set_user_attr(EXCLUDED, f"repeat of {earlier}")
                 self._ot_study.tell(ot_trial, value, state=state)
-                continue
-            self._by_point[point_key(params)] = trial_id
-            self._ot_trials[trial_id] = ot_trial
-            return params
+            else:
+                self._by_point[point_key(params)] = trial_id
+                self._ot_trials[trial_id] = ot_trial
+                return params
+            if ask % MISSES_BEFORE_UNTRIED == 0:  # the sampler is stuck: a discrete space is searched on
+                untried = self._untried_point()
+                if untried is None:
+                    self._ot_study.set_user_attr(EXHAUSTED, "every valid point of the space has been tried")
+                    return Searcher.FINISHED
+                if untried:  # the next ask returns it
+                    self._ot_study.enqueue_trial(untried, user_attrs={UNTRIED: True})
         self._ot_study.set_user_attr(EXHAUSTED, f"{MAX_ASKS} proposals in a row were invalid or repeats: the "
                                                 "space has no untried valid point left (or almost none)")
         return Searcher.FINISHED
+
+    def _untried_point(self) -> dict | None:
+        """A valid point of a discrete space that no trial has had, picked at random (seeded by the
+        search's history); None when there is none left; {} when the space is not small and discrete."""
+        choices = {}
+        for name, dist in self._space.items():
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                choices[name] = list(dist.choices)
+            elif isinstance(dist, optuna.distributions.IntDistribution) and not dist.log:
+                choices[name] = list(range(dist.low, dist.high + 1, dist.step))
+            else:
+                return {}
+        if math.prod(len(c) for c in choices.values()) > MAX_ENUMERATED:
+            return {}
+        points = [dict(zip(choices, values)) for values in itertools.product(*choices.values())]
+        random.Random(len(self._by_point)).shuffle(points)
+        for point in points:
+            params = unflatten_dict(point)
+            if point_key(params) not in self._by_point and not (self._proposals and self._proposals.problem(params)):
+                return point
+        return None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._note_tokens(trial_id, result)
@@ -255,7 +293,7 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     elif mode == "random":
         sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
     elif mode == "optuna-asha":
-        with warnings.catch_warnings():  # "multivariate is experimental"
+        with warnings.catch_warnings():  # "group is experimental" (a candidate the benchmark may try)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.TPESampler(seed=seed, **{**TPE_OPTIONS, **(tpe or {})})
         grace = grace_tokens or default_grace(max_t, reduction_factor, warmup_tokens)

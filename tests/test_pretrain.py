@@ -12,7 +12,7 @@ from hpsearch.cli import main
 from trainables.config import PretrainConfig, load_config
 from trainables.errors import CheckpointError, ConfigError, DataError
 from trainables.model import PRESETS, count_params
-from trainables.pretrain import Run, clip_gradients, lr_at, plan_run, pretrain
+from trainables.pretrain import Run, clip_gradients, evaluate, lr_at, plan_run, pretrain
 
 
 def test_lr_equals_the_formula_at_every_step():
@@ -55,6 +55,30 @@ def test_loss_falls_on_a_short_run(embedded_tokens):
     assert summary.status == "completed" and summary.steps == 24
     assert summary.evals[-1]["val_loss"] < summary.evals[0]["val_loss"] - 0.5
     assert summary.tokens_seen == 24 * 4 * 32
+
+
+def test_a_cooldown_probe_scores_the_run_and_leaves_it_exactly_as_it_was(embedded_tokens):
+    base = nano_config(max_tokens=128 * 16).to_dict()  # 16 steps
+    cfg = PretrainConfig.from_dict({**base, "eval": {"eval_freq": 4, "eval_iter": 2},
+                                    "model": {**base["model"], "dropout": 0.1}})
+    straight = pretrain(cfg, tokens=embedded_tokens, log=None)
+    probed, scores = Run(cfg, embedded_tokens), []
+    summary = probed.train(on_eval=lambda m, save: scores.append((m["val_loss"], probed.cooldown_loss(3))), log=None)
+    assert summary.evals == straight.evals  # probing changed nothing the run then did (dropout RNG included)
+    raw, cooled = scores[1]  # at step 8 of 16: 3 steps with the LR falling to min_lr, then the validation loss
+    by_hand = Run(cfg, embedded_tokens)
+    for step, x, y in by_hand.steps():
+        if step == 8:
+            break
+        by_hand.set_lr(step)
+        by_hand.train_step(step, x, y)
+    by_hand.step, start = 8, by_hand.lr(8)
+    for i, (step, x, y) in zip(range(3), by_hand.steps()):
+        for group in by_hand.optimizer.param_groups:
+            group["lr"] = start + (cfg.train.min_lr - start) * (i + 1) / 3
+        by_hand.train_step(step, x, y)
+    assert cooled == evaluate(by_hand.model, by_hand.val_loader, 2, by_hand.device, by_hand.autocast)
+    assert cooled != raw and scores[-1][0] == scores[-1][1]  # at the run's end no step is left to cool down
 
 
 def test_resume_continues_exactly(tmp_path, embedded_tokens):

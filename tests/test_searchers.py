@@ -1,5 +1,6 @@
 """StatusAwareOptunaSearch against the real Ray OptunaSearch and a real Optuna study (no Ray cluster)."""
 
+import itertools
 import math
 
 import optuna
@@ -46,8 +47,8 @@ def test_each_outcome_is_told_to_optuna_with_its_own_state(search):
 
 from helpers import nano_config  # noqa: E402
 
-from hpsearch.searchers import (EXCLUDED, EXHAUSTED, OPTUNA_MODES, BudgetedVariantGenerator,  # noqa: E402
-                                Proposals, default_grace, make_search)
+from hpsearch.searchers import (EXCLUDED, EXHAUSTED, OPTUNA_MODES, UNTRIED,  # noqa: E402
+                                BudgetedVariantGenerator, Proposals, default_grace, make_search)
 from hpsearch.skips import excluded_lines  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
@@ -88,7 +89,7 @@ def test_invalid_points_and_repeats_never_reach_a_trial_and_the_sampler_is_told(
     assert lines[1].startswith(f"  {len(invalid)} x warmup_steps not below the run's total steps: ")
     assert "drop warmup_steps 1000" in lines[1]
     assert lines[2] == f"{len(repeats)} repeated proposals were told their earlier trial's outcome instead of training again"
-    assert lines[3].startswith("the sampler stopped early: 100 proposals in a row")
+    assert lines[3] == "the sampler stopped early: every valid point of the space has been tried"
 
 
 @pytest.mark.parametrize("mode", OPTUNA_MODES)
@@ -108,6 +109,23 @@ def test_every_sampling_mode_proposes_each_valid_point_once_and_no_invalid_one(t
         search.on_trial_complete(f"t{i}", {METRIC: 6.0 + i, "hp_status": COMPLETED})
     assert sorted(p["peak_lr"] for p in proposed) == [1e-3, 2e-3, 4e-3]  # each valid point once, then done
     assert all(p["warmup_steps"] == 2 for p in proposed)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # PartialFixedSampler
+def test_a_converged_sampler_is_handed_untried_points_until_every_valid_one_was_trained():
+    space = {"peak_lr": optuna.distributions.CategoricalDistribution([1e-3, 2e-3, 4e-3, 8e-3]),
+             "dropout": optuna.distributions.CategoricalDistribution([0.0, 0.1, 0.2])}
+    stuck = optuna.samplers.PartialFixedSampler({"peak_lr": 1e-3, "dropout": 0.0}, optuna.samplers.RandomSampler(0))
+    search = StatusAwareOptunaSearch(space=space, metric=METRIC, mode="min", sampler=stuck,  # one point, always
+                                     proposals=Proposals(nano_config(max_tokens=2048).to_dict(), N_TOKENS))
+    proposed = []
+    while (params := search.suggest(f"t{len(proposed)}")) != Searcher.FINISHED and len(proposed) < 20:
+        proposed.append((params["peak_lr"], params["dropout"]))
+        search.on_trial_complete(f"t{len(proposed) - 1}", {METRIC: 6.0, "hp_status": COMPLETED})
+    assert sorted(proposed) == sorted(itertools.product([1e-3, 2e-3, 4e-3, 8e-3], [0.0, 0.1, 0.2]))
+    handed = [t for t in search._ot_study.trials if t.user_attrs.get(UNTRIED)]
+    assert handed and all(EXCLUDED not in t.user_attrs for t in handed)  # they trained
+    assert search._ot_study.user_attrs[EXHAUSTED] == "every valid point of the space has been tried"
 
 
 def test_the_token_budget_ends_the_search_once_spent():

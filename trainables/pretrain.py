@@ -13,6 +13,7 @@ run of an exported config:
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import math
@@ -415,6 +416,29 @@ class Run:
         # and checkpoints then never coexist with a model-sized gradient buffer
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
+
+    def cooldown_loss(self, steps: int) -> float:
+        """Validation loss after ``steps`` more optimizer steps whose LR falls linearly from the schedule's
+        current LR to ``train.min_lr``: what the run would score if it were ended now with a short
+        cooldown. An early score that is fairer than the raw loss, which favours high learning rates
+        while they are still high. The steps take the batches that come next; afterwards the run is
+        exactly as it was (model, optimizer, RNG), so training goes on as if nothing happened."""
+        model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        rng = torch.get_rng_state()
+        lr0, min_lr = self.lr(self.step), self.config.train.min_lr
+        try:
+            self.model.train()
+            for i, (step, x, y) in zip(range(steps), self.steps()):
+                lr = lr0 + (min_lr - lr0) * (i + 1) / steps
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr * group["lr_scale"]
+                self.train_step(step, x, y)
+            return evaluate(self.model, self.val_loader, self.config.eval.eval_iter, self.device, self.autocast)
+        finally:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+            torch.set_rng_state(rng)
 
     def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
               checkpoint_dir: Path | None = None, final_checkpoint: bool = True) -> RunSummary:
