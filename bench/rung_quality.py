@@ -3,8 +3,10 @@
 Reads each benchmark problem's committed ground truth (bench/grid_<problem>.csv, see bench/problems.py:
 every evaluation of every trained configuration) and replays ASHA's decision at each rung
 synchronously: a config's score at a rung is its validation loss at the first evaluation at or past
-the rung; the best 1/rf go on. It reports, for the rungs of the old default (grace = max_t / rf^2)
-and of the new one (never before the space's longest warmup ends, hpsearch.searchers.default_grace):
+the rung; the best 1/rf go on. It reports, for three placements of the first rung: Tune's usual
+max_t / rf^2, that but never before the space's longest warmup ends (the product's default until
+2026-12-02 16:00), and the product's default now (half the trial, never before warmup ends:
+hpsearch.searchers.default_grace):
 
 - Spearman's rank correlation between the loss at each rung and the final loss,
 - wrongly stopped: configs cut at a rung that would have finished within 1 % of the grid's best.
@@ -73,21 +75,23 @@ def main() -> None:
         keys = list(problem.axes)
         max_t = int(curves["tokens_seen"].max())
         warmup_tokens = max_warmup_tokens(problem.base(), problem.space(), max_t)
-        old = replay(curves, keys, max(1, int(max_t / args.rf ** 2)), max_t, args.rf)
-        new = replay(curves, keys, default_grace(max_t, args.rf, warmup_tokens), max_t, args.rf)
+        placements = {"rf2": max(1, int(max_t / args.rf ** 2)),
+                      "warmup": max(1, min(max(int(max_t / args.rf ** 2), warmup_tokens), max_t - 1)),
+                      "default": default_grace(max_t, warmup_tokens)}
+        labels = {"rf2": "max_t/rf^2", "warmup": "max_t/rf^2, not before the longest warmup",
+                  "default": "default: half the trial, not before the longest warmup"}
+        got = {k: replay(curves, keys, g, max_t, args.rf) for k, g in placements.items()}
         print(f"== {name}: {problem.what}")
-        for label, r in (("before (max_t/rf^2)", old), ("after (not before the longest warmup)", new)):
-            print(f"{label}: grace {r['grace']:,} tokens; {r['near_best']} configs within 1 % of the best")
+        for key, r in got.items():
+            print(f"{labels[key]}: grace {r['grace']:,} tokens; {r['near_best']} configs within 1 % of the best")
             for x in r["rungs"]:
                 print(f"  rung {x['rung_tokens']:>6,}: {x['judged']} judged, Spearman {x['spearman']:.3f}, "
                       f"{x['stopped']} stopped, {x['wrongly_stopped']} of them within 1 % of the best at the end")
             print(f"  wrongly stopped in all: {r['wrongly_stopped']}; the survivors include the best: "
                   f"{r['survivor_is_best']}")
-        figures.update({f"asha_{name}_first_rung_spearman_before": old["rungs"][0]["spearman"],
-                        f"asha_{name}_first_rung_spearman_after": new["rungs"][0]["spearman"],
-                        f"asha_{name}_wrongly_stopped_before": old["wrongly_stopped"],
-                        f"asha_{name}_wrongly_stopped_after": new["wrongly_stopped"]})
-        details[name] = {"before": old, "after": new, "csv": problem.csv.name}
+            figures[f"asha_{name}_first_rung_spearman_{key}"] = r["rungs"][0]["spearman"]
+            figures[f"asha_{name}_wrongly_stopped_{key}"] = r["wrongly_stopped"]
+        details[name] = {**got, "csv": problem.csv.name}
     record(figures, details, tag=subset_tag(args.problems))
 
 

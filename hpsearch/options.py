@@ -71,16 +71,16 @@ class SweepOptions:
                               "(ignored when --config gives one)")
     config: str | None = _opt(None, "a pretraining config YAML every trial starts from (space values override it)")
     seed: int = _opt(0, "seed of the search algorithm", low=0, high=2**32 - 1, kind=int)
-    warm_start: str | None = _opt(None, "optuna-asha/quasi-random/random: first tell the sampler sweep NAME's completed "
-                                        "trials that lie inside this space (same model, data and budget), so a "
-                                        "widened space trains only its new points")
+    warm_start: str | None = _opt(None, "optuna-asha/quasi-random/random: first tell the sampler sweep NAME's "
+                                        "completed trials that lie inside this space (same model, data and "
+                                        "budget), so a widened space trains only its new points")
     # -- budget and early stopping
     num_samples: int | None = _opt(None, "trials to sample (default 12; grid: repeats of each point, default 1)",
                                    group=BUDGET, low=1, kind=int)
     max_tokens_per_trial: int | None = _opt(None, "token budget of each trial (caps num_epochs; the LR schedule "
                                                   "is fitted to it)", group=BUDGET, low=1, kind=int)
     grace_tokens: int | None = _opt(None, "ASHA: tokens every trial trains before it may be stopped "
-                                          "(default max_t / rf^2, and never before the space's longest "
+                                          "(default half the trial, and never before the space's longest "
                                           "warmup ends)", group=BUDGET, low=1, kind=int)
     reduction_factor: float = _opt(3.0, "ASHA: keep the best 1/rf of the trials at each rung",
                                    group=BUDGET, low=1.0, low_open=True, kind=float)

@@ -70,7 +70,7 @@ def excluded_lines(storage_url: str, study_name: str, base: PretrainConfig, n_to
     if repeats:
         lines.append(f"{repeats} repeated proposals were told their earlier trial's outcome instead of training again")
     if study.user_attrs.get(EXHAUSTED):
-        lines.append(f"the sampler stopped early: {study.user_attrs[EXHAUSTED]}")
+        lines.append(f"the search ended before --num-samples: {study.user_attrs[EXHAUSTED]}")
     return lines
 
 

@@ -203,11 +203,12 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     check_trackers(opts)
     warm = []
     if opts.warm_start and not opts.resume:
-        from hpsearch.warmstart import WARM_MODES, warm_points
+        from hpsearch.searchers import OPTUNA_MODES
+        from hpsearch.warmstart import warm_points
 
-        if opts.mode not in WARM_MODES:
+        if opts.mode not in OPTUNA_MODES:
             raise SweepError(f"--warm-start seeds an Optuna sampler, which --mode {opts.mode} does not use; "
-                             f"use --mode {' or '.join(WARM_MODES)}")
+                             f"use --mode {' or '.join(OPTUNA_MODES)}")
         warm = warm_points(sweep_dir_of(opts.warm_start, opts.results_dir), base, space)
         log(f"warm start: {len(warm)} completed trial(s) of sweep {opts.warm_start} lie inside this space and "
             "are told to the sampler first; they are not trained again")
@@ -526,9 +527,9 @@ def describe(plan: SweepPlan) -> list[str]:
     if o.mode == "optuna-asha":
         from hpsearch.searchers import default_grace
 
-        grace = o.grace_tokens or default_grace(plan.max_t, o.reduction_factor,
-                                                max_warmup_tokens(plan.base, plan.space, plan.max_t))
-        lines.append(f"ASHA: no trial is stopped before {grace:,} tokens (after the space's longest warmup), "
+        grace = o.grace_tokens or default_grace(plan.max_t, max_warmup_tokens(plan.base, plan.space, plan.max_t))
+        why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
+        lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
     if o.budget_tokens:
         lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")

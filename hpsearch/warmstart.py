@@ -22,8 +22,6 @@ from trainables.config import PretrainConfig, plain
 from trainables.errors import SweepError
 from trainables.status import COMPLETED
 
-WARM_MODES = ("optuna-asha", "quasi-random", "random")
-
 
 def _flat(cfg: dict) -> dict:
     return {f"{section}.{k}": v for section, body in cfg.items() for k, v in (body or {}).items()}

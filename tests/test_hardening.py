@@ -185,6 +185,8 @@ def test_smoke_test_says_what_it_overrides(tmp_path):
      "--grace-tokens 100,000 exceeds the per-trial budget of 512 tokens (ASHA's max_t)"),
     (["--mode", "grid", "--grace-tokens", "100"], "--grace-tokens set ASHA early stopping, which only --mode optuna-asha"),
     (["--mode", "random", "--reduction-factor", "4"], "--reduction-factor set ASHA early stopping"),
+    (["--mode", "grid", "--warm-start", "earlier"], "--warm-start seeds an Optuna sampler, which --mode grid does "
+                                                     "not use; use --mode optuna-asha or quasi-random or random"),
 ])
 def test_scheduler_arguments_are_checked_before_anything_is_written(tmp_path, capsys, extra, message):
     argv = ["sweep", "--space", "smoke", "--model", "nano", "--max-tokens-per-trial", "512", "--name", "g",

@@ -89,7 +89,7 @@ def test_invalid_points_and_repeats_never_reach_a_trial_and_the_sampler_is_told(
     assert lines[1].startswith(f"  {len(invalid)} x warmup_steps not below the run's total steps: ")
     assert "drop warmup_steps 1000" in lines[1]
     assert lines[2] == f"{len(repeats)} repeated proposals were told their earlier trial's outcome instead of training again"
-    assert lines[3] == "the sampler stopped early: every valid point of the space has been tried"
+    assert lines[3] == "the search ended before --num-samples: every valid point of the space has been tried"
 
 
 @pytest.mark.parametrize("mode", OPTUNA_MODES)
@@ -147,9 +147,9 @@ def test_the_token_budget_ends_the_search_once_spent():
     assert grid.budget_spent() and grid.next_trial() is None and grid.is_finished()
 
 
-@pytest.mark.parametrize("warmup, expected", [(0, 111), (300, 300), (5000, 999)])
-def test_asha_never_judges_a_trial_before_the_longest_warmup_ends(warmup, expected):
-    assert default_grace(1000, 3.0, warmup) == expected
+@pytest.mark.parametrize("warmup, expected", [(0, 500), (300, 500), (700, 700), (5000, 999)])
+def test_asha_judges_a_trial_at_half_its_run_and_never_before_the_longest_warmup_ends(warmup, expected):
+    assert default_grace(1000, warmup) == expected
 
 
 def test_a_grid_sweep_starts_no_trial_once_its_token_budget_is_spent(tmp_path, ray_session):
@@ -219,5 +219,5 @@ def test_the_first_rung_waits_for_the_longest_warmup_that_fits_the_budget():
     assert max(demo.axes["warmup_steps"].values) * max(demo.axes["batch_size"].values) * 64 == 20480
     # 20 x 16 x 64 = 20,480 tokens never fits a 16,384-token trial (such a point never trains); 20 x 8 x 64 does
     assert max_warmup_tokens(base, demo, 16384) == 10240
-    assert default_grace(16384, 3.0, max_warmup_tokens(base, demo, 16384)) == 10240
+    assert default_grace(16384, max_warmup_tokens(base, demo, 16384)) == 10240
     assert max_warmup_tokens(base, demo, 10 ** 6) == 20480
