@@ -14,7 +14,7 @@ the raw loss is checked against the committed grid CSV. Then, for a first rung a
 - configs ASHA would stop there (rf 3: all but the best third) that finish within 1 % of the best,
 - the cost: the cooldown's extra tokens per judged trial, as a share of a full trial.
 
-    python bench/cooldown_rungs.py [--problems nano code docs] [--fraction 0.1]   # ~25 min on 2 cores
+    python bench/cooldown_rungs.py [--problems nano code docs] [--fraction 0.1]   # ~16 min on 2 cores
 Writes bench/cooldown_<problem>.csv (the scores, for replays) and the figures to bench/results.json.
 """
 
