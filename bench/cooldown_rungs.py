@@ -88,8 +88,7 @@ def main() -> None:
         base = problem.base()
         steps = problem.max_tokens // (base.train.batch_size * base.model.context_len)
         k = max(1, round(args.fraction * steps))
-        points = [dict(zip(keys, p)) for p in grid.groupby(keys).size().index]
-        points = [{a: (int(v) if a == "warmup_steps" else float(v)) for a, v in p.items()} for p in points]
+        points = [problem.params(p) for p in grid.groupby(keys).size().index]
         t0 = time.perf_counter()
         with ProcessPoolExecutor(2) as pool:
             rows = [r for got in pool.map(score_point, [(name, p, k) for p in points]) for r in got]

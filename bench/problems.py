@@ -67,6 +67,10 @@ class Problem:
                              eval=EvalArgs(eval_freq=self.eval_freq, eval_iter=self.eval_iter))
         return cfg.with_hparams(self.fixed, source=f"problem {self.name}")
 
+    def params(self, point) -> dict:
+        """A grid point (values in axis order, e.g. a CSV row's) as the product's hyperparameters."""
+        return {a: (int(v) if a == "warmup_steps" else float(v)) for a, v in zip(self.axes, point)}
+
     def corpus_path(self) -> str | None:
         """The corpus file (built on first use), or None for the embedded corpus."""
         return None if self.corpus is None else str(CORPUS_BUILDERS[self.corpus]())

@@ -71,18 +71,14 @@ class Grid:
         self.max_t = int(df["tokens_seen"].max())
         self.proposals = Proposals(problem.base().to_dict(), meta["corpus_tokens"])
         points = pd.MultiIndex.from_product(list(problem.axes.values()), names=axes)
-        self.invalid = [p for p in points if self.proposals.problem(self.params(p))]
+        self.invalid = [p for p in points if self.proposals.problem(problem.params(p))]
         missing = [p for p in points if key(p) not in self.curves and p not in self.invalid]
         if missing:
             print(f"WARNING: {problem.csv.name} lacks {len(missing)} valid points; run bench/grid.py --problem "
                   f"{problem.name} to finish it")
 
-    def params(self, point) -> dict:
-        """A grid point as the product's hyperparameters (warmup_steps an int)."""
-        return {a: (int(v) if a == "warmup_steps" else float(v)) for a, v in zip(self.problem.axes, point)}
-
     def describe(self) -> str:
-        best = self.params(self.best.idxmin())
+        best = self.problem.params(self.best.idxmin())
         edges = [a for a, v in best.items() if len(self.problem.axes[a]) >= 3 and v in (min(self.problem.axes[a]),
                                                                                           max(self.problem.axes[a]))]
         return (f"{self.problem.name}: {len(self.best)} trained + {len(self.invalid)} invalid points, "
@@ -173,7 +169,7 @@ def verify_determinism(grid: Grid) -> float:
     points = sorted(grid.curves)
     worst = 0.0
     for cfg_key in (points[0], points[len(points) // 2], points[-1]):
-        hp = grid.params(cfg_key)
+        hp = problem.params(cfg_key)
         summary = pretrain(problem.base().with_hparams(hp), tokens=tokens, log=None)
         diff = max(abs(e["val_loss"] - v) for e, (_, v) in zip(summary.evals, grid.curves[cfg_key]))
         print(f"verify {problem.name}: re-trained {hp}; max |val loss - grid| = {diff:.2e}")
