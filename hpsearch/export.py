@@ -20,7 +20,7 @@ from hpsearch import results as res
 from trainables.files import atomic_write_text
 from trainables.config import PretrainConfig, plain, warmup_steps_of
 from trainables.corpus import litgpt_tokenizer_dir
-from trainables.model import preset_config
+from trainables.model_config import preset_config
 from trainables.errors import SweepError
 
 FORMATS = ("native", "litgpt")

@@ -54,7 +54,7 @@ import pandas as pd
 
 from trainables.config import PretrainConfig
 from trainables.errors import HPSearchError, SweepError, brief, first_line
-from trainables.model import GPTConfig, count_params
+from trainables.model_config import GPTConfig, count_params
 
 TABLE_COLUMNS = ("budget_tokens", "peak_lr", "batch_size", "context_len", "loss")
 """One row per finished trial; ``loss`` is the validation loss at the end of the trial's budget."""

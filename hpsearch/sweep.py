@@ -39,7 +39,7 @@ from trainables.config import EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_data
 from trainables.errors import DiskFullError, SweepError, first_line
 from trainables.files import atomic_write_text, is_out_of_space
-from trainables.model import preset_config
+from trainables.model_config import preset_config
 from trainables.pretrain import plan_run
 from trainables.status import INTERRUPTED, METRIC
 

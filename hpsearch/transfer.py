@@ -31,7 +31,7 @@ from hpsearch.options import SweepOptions
 from search_spaces import Space, parse_space
 from trainables.errors import SweepError
 from trainables.files import atomic_write, atomic_write_text
-from trainables.model import PARAMETRIZATIONS, preset_config
+from trainables.model_config import PARAMETRIZATIONS, preset_config
 from trainables.status import RANKED
 
 

@@ -35,7 +35,7 @@ def _optional_type(axis: str) -> type:
     from dataclasses import fields
 
     from trainables.config import DataArgs, TrainArgs
-    from trainables.model import GPTConfig
+    from trainables.model_config import GPTConfig
 
     for cls in (TrainArgs, GPTConfig, DataArgs):
         for f in fields(cls):

@@ -97,15 +97,15 @@ def test_coordinates_stay_put_as_width_grows_under_mup_and_blow_up_under_sp(embe
 def test_mup_at_base_width_trains_exactly_like_sp(embedded_tokens):
     cfg = nano_config(max_tokens=128 * 8)
     sp = pretrain(cfg, tokens=embedded_tokens, log=None)
-    same = pretrain(with_model(cfg, parametrization="mup", mup_zero_readout=False), tokens=embedded_tokens, log=None)
-    assert same.evals == sp.evals  # bit for bit: every multiplier is 1 and the init draws are shared
-    zero_head = pretrain(with_model(cfg, parametrization="mup"), tokens=embedded_tokens, log=None)
-    assert zero_head.evals != sp.evals  # the zero readout is the one deliberate difference
+    same = pretrain(with_model(cfg, parametrization="mup"), tokens=embedded_tokens, log=None)
+    assert same.evals == sp.evals  # bit for bit with μP's defaults: every multiplier is 1, the draws shared
+    zero_head = pretrain(with_model(cfg, parametrization="mup", mup_zero_readout=True), tokens=embedded_tokens, log=None)
+    assert zero_head.evals != sp.evals  # the zero readout (now opt-in) is the one difference
 
 
 def test_zero_readout_starts_at_the_uniform_loss():
     torch.manual_seed(0)
-    model = GPT(preset_config("nano", vocab_size=512, parametrization="mup", base_width=16))
+    model = GPT(preset_config("nano", vocab_size=512, parametrization="mup", base_width=16, mup_zero_readout=True))
     assert torch.count_nonzero(model.head.weight) == 0
     loss = F.cross_entropy(model(torch.randint(0, 512, (2, 8))).flatten(0, 1), torch.zeros(16, dtype=torch.long))
     assert loss.item() == pytest.approx(math.log(512), abs=1e-5)
@@ -187,7 +187,8 @@ def test_ddp_wrapper_keeps_groups_multipliers_and_results(tmp_path, embedded_tok
     finally:
         dist.destroy_process_group()
     assert run.model.module.readout_mult == 0.25 and list(run.model.state_dict()) == keys  # no "module." prefix
-    assert sorted(g["lr_scale"] for g in run.optimizer.param_groups) == [0.25, 1.0]
+    assert sorted((g["lr_scale"], g["eps"]) for g in run.optimizer.param_groups) == [
+        (0.25, 1e-8 / 4), (1.0, 1e-8 / 4), (1.0, 1e-8)]  # hidden; readout (ε / m); the rest
     assert wrapped.evals == bare.evals
 
 

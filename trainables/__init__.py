@@ -12,7 +12,7 @@ _WHERE = {
     "get_tokenizer": "corpus", "load_tokens": "corpus",
     "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "HPSearchError": "errors",
     "SpaceError": "errors", "SweepError": "errors",
-    "GPT": "model", "PRESETS": "model", "GPTConfig": "model",
+    "GPT": "model", "PRESETS": "model_config", "GPTConfig": "model_config",
     "RunSummary": "pretrain", "lr_at": "pretrain", "plan_run": "pretrain", "pretrain": "pretrain",
 }
 

@@ -23,7 +23,7 @@ import yaml
 
 from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.files import read_yaml
-from trainables.model import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
+from trainables.model_config import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,19 @@ At m = 1 (emb_dim == base_width) with the default multipliers, and with mup_zero
 model is exactly the SP model. Width grows by emb_dim at a fixed n_heads (the head dim grows with it):
 the attention calibration assumes the proxy had the same n_heads. The LR rules leave this file as
 :func:`param_groups`, each group with the ``lr_scale`` the schedule multiplies in.
+
+Depth rules (``depth_rule``; CompleteP, Dey et al. 2025, Table 1, and its reference implementation),
+with the depth multiplier L = n_layers / base_depth and α = 1 (completep) or 1/2 (depth-mup):
+
+    residual branches (attention, MLP)      forward x L^-α
+    residual projections' init              std / sqrt(2 * base_depth) (GPT-2's rule at the proxy's depth)
+    hidden matrices                         Adam lr x L^(α-1) (on top of μP's 1/m)
+    in-block LayerNorms and biases          Adam lr x L^(α-1)
+    every in-block parameter                Adam ε / L^α (its gradient shrinks with the branch multiplier)
+
+Adam ε also follows μP's width rule (Everett et al. 2024, §3: per-layer ε scaled like the gradient):
+ε / m on hidden matrices and on an untied readout. At n_layers == base_depth and m = 1 every factor is
+1 and the model and optimizer are exactly the SP model's.
 """
 
 from __future__ import annotations
@@ -32,125 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import ConfigError, brief, did_you_mean, word
+from trainables.errors import ConfigError
 from trainables.loss import next_token_loss
-
-GPT2_VOCAB_SIZE = 50257  # tiktoken "gpt2": 50,000 merges + 256 bytes + <|endoftext|>
-PARAMETRIZATIONS = ("sp", "mup")
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    vocab_size: int = GPT2_VOCAB_SIZE
-    """Token ids the data holds (GPT-2's 50,257); the loss is a softmax over exactly these."""
-    pad_vocab: bool = False
-    """Give the embedding and the output head padded_vocab rows (the next multiple of 64: 50,304 for
-    GPT-2), which GPU matmul kernels tile better. The extra rows are never looked up and their logits
-    are cut off in forward, so the loss stays the one over vocab_size tokens."""
-    context_len: int = 1024
-    """Longest sequence the position embedding covers (and the window length of the data)."""
-    emb_dim: int = 768
-    n_layers: int = 12
-    n_heads: int = 12
-    dropout: float = 0.1
-    """Applied to embeddings, attention weights and residual branches; 0 disables it."""
-    qkv_bias: bool = False
-    """GPT-2 had biases on q/k/v; the source documents train without them."""
-    tie_embeddings: bool = False
-    """The output head reuses the token embedding's weight (GPT-2 did; the source documents do not)."""
-    init_std: float = 0.02
-    """Std of the normal init of matrices and embeddings (GPT-2's 0.02); under μP, at base_width."""
-    parametrization: str = "sp"
-    """sp: GPT-2's standard parametrization. mup: μP, whose tuned LR and init transfer across emb_dim."""
-    base_width: int | None = None
-    """μP: the emb_dim at which μP coincides with SP (the tuned proxy's); null = this emb_dim.
-    Set it to the proxy's emb_dim when exporting a tuned μP config to a wider model."""
-    mup_input_mult: float = 1.0
-    """μP: multiplies the embedding output (α_in of the mup package); ignored under sp."""
-    mup_output_mult: float = 1.0
-    """μP: the readout multiplies its input by mup_output_mult / width_mult (α_out); ignored under sp."""
-    mup_zero_readout: bool = True
-    """μP: start an untied head at zero (logits 0, loss log(vocab)); false keeps SP's init, so a μP
-    model at base_width is exactly the SP model. Ignored under sp and with tie_embeddings."""
-
-    @property
-    def padded_vocab(self) -> int:
-        """Rows of the embedding and the head: vocab_size, rounded up to a multiple of 64 with pad_vocab."""
-        return -(-self.vocab_size // 64) * 64 if self.pad_vocab else self.vocab_size
-
-    @property
-    def width_mult(self) -> float:
-        """m = emb_dim / base_width under μP (hidden LRs / m, readout / m); 1 under SP."""
-        if self.parametrization != "mup" or self.base_width is None:
-            return 1.0
-        return self.emb_dim / self.base_width
-
-    def problems(self) -> list[str]:
-        """Every way this config is invalid, as messages naming the field and the fix."""
-        out = []
-        for name in ("vocab_size", "context_len", "emb_dim", "n_layers", "n_heads"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 1:
-                out.append(f"model.{name} must be a positive integer, got {brief(value)}")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            out.append(f"model.dropout must be in [0, 1), got {brief(self.dropout)}")
-        for name in ("qkv_bias", "tie_embeddings", "mup_zero_readout", "pad_vocab"):
-            if not isinstance(getattr(self, name), bool):
-                out.append(f"model.{name} must be true or false, got {brief(getattr(self, name))}")
-        for name in ("init_std", "mup_input_mult", "mup_output_mult"):
-            value = getattr(self, name)
-            if not _is_number(value) or value <= 0:
-                out.append(f"model.{name} must be a number > 0, got {brief(value)}")
-        if self.parametrization not in PARAMETRIZATIONS:
-            out.append(f"model.parametrization must be 'sp' or 'mup', got {brief(self.parametrization)}"
-                       f"{did_you_mean(word(self.parametrization), PARAMETRIZATIONS)}")
-        base = self.base_width
-        if base is not None and (not _is_int(base) or base < 1):
-            out.append(f"model.base_width must be a positive integer (the proxy's emb_dim) or null, got {brief(base)}")
-            base = None
-        if not out and self.emb_dim % self.n_heads:
-            out.append(
-                f"model.emb_dim ({self.emb_dim}) must be divisible by model.n_heads ({self.n_heads}); "
-                "change one of them"
-            )
-        if not out and base is not None and base % self.n_heads:
-            out.append(
-                f"model.base_width ({base}) must be divisible by model.n_heads ({self.n_heads}), so the base "
-                "width has a whole head dim; use the proxy's emb_dim (a multiple of n_heads) or null"
-            )
-        return out
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# Presets. The CPU proxies keep GPT-2's vocabulary (the output head dominates their cost) and
-# shrink everything else so a trial takes seconds on a laptop core.
-PRESETS: dict[str, GPTConfig] = {
-    "gpt2-124m": GPTConfig(context_len=1024, emb_dim=768, n_layers=12, n_heads=12),
-    "gpt2-355m": GPTConfig(context_len=1024, emb_dim=1024, n_layers=24, n_heads=16),
-    "small": GPTConfig(context_len=256, emb_dim=256, n_layers=4, n_heads=4),
-    "tiny": GPTConfig(context_len=64, emb_dim=64, n_layers=2, n_heads=2),
-    "nano": GPTConfig(context_len=32, emb_dim=32, n_layers=1, n_heads=2),
-}
-
-MODEL_FIELDS = tuple(f.name for f in fields(GPTConfig))
-
-
-def preset_config(name: str, **overrides) -> GPTConfig:
-    """The preset ``name`` with ``overrides`` applied; unknown names raise ConfigError."""
-    if name not in PRESETS:
-        raise ConfigError(
-            f"unknown model preset '{name}'{did_you_mean(name, PRESETS)}; "
-            f"choose one of: {', '.join(PRESETS)}"
-        )
-    return GPTConfig(**{**asdict(PRESETS[name]), **overrides})
-
+from trainables.model_config import (  # noqa: F401  (re-exported: the model's config lives beside it)
+    DEPTH_RULES, GPT2_VOCAB_SIZE, MODEL_FIELDS, PARAMETRIZATIONS, PRESETS, GPTConfig, count_params, preset_config,
+)
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
@@ -191,6 +90,8 @@ def attention_scale(cfg: GPTConfig) -> float | None:
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
+        # the depth rule's branch multiplier (base_depth / n_layers)^α: 1 without a rule or at base depth
+        self.branch_mult = cfg.depth_mult ** -cfg.depth_alpha if cfg.depth_alpha is not None else 1.0
         self.ln1 = nn.LayerNorm(cfg.emb_dim)
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.emb_dim)
@@ -202,6 +103,9 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.branch_mult != 1.0:
+            x = x + self.branch_mult * self.attn(self.ln1(x))
+            return x + self.branch_mult * self.mlp(self.ln2(x))
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
 
@@ -257,10 +161,12 @@ class GPT(nn.Module):
                 nn.init.normal_(module.weight, mean=0.0, std=cfg.init_std)
         # a tied head's draw above replaced the token embedding's draw, from the same law
         # GPT-2: scale the residual projections by 1/sqrt(2 * n_layers) so the residual stream's
-        # variance does not grow with depth.
+        # variance does not grow with depth. Under a depth rule the branch multiplier does that, and
+        # the init keeps the proxy's depth (base_depth), so a deeper model draws the proxy's weights.
+        init_depth = cfg.n_layers / cfg.depth_mult
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
-                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * cfg.n_layers))
+                nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * init_depth))
         if cfg.parametrization != "mup":
             return
         for name, p in self.named_parameters():
@@ -297,41 +203,47 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # a tied weight counts once
 
 
+ADAM_EPS = 1e-8
+"""torch's AdamW default ε, the value at the base width and depth."""
+
+
 def param_groups(model: GPT, weight_decay: float) -> list[dict]:
     """AdamW parameter groups, each with the ``lr_scale`` the LR schedule multiplies its LR by.
 
-    SP: one group with every parameter, lr_scale 1 (plain GPT-2 training).
-    μP (the Adam column of Tensor Programs V, Table 8, as the mup package's MuAdamW), m = width_mult:
+    SP without a depth rule: one group with every parameter, lr_scale 1, ε 1e-8 (plain GPT-2 training).
+    μP (the Adam column of Tensor Programs V, Table 8, as the mup package's MuAdamW), m = width_mult,
+    and a depth rule (CompleteP, Dey et al. 2025, Table 1), L = depth_mult, α its exponent:
 
-        hidden matrices (qkv, attn proj, MLP in/out)    lr_scale 1/m   weight_decay x m
-        embeddings, readout, LayerNorms, biases         lr_scale 1     weight_decay
+        hidden matrices (qkv, attn proj, MLP in/out)   lr_scale L^(α-1)/m   weight_decay x m   ε / (m L^α)
+        in-block LayerNorms and biases                 lr_scale L^(α-1)     weight_decay       ε / L^α
+        readout (untied)                               lr_scale 1           weight_decay       ε / m
+        embeddings, final LayerNorm                    lr_scale 1           weight_decay       ε
 
     The readout's LR stays unscaled: its forward multiplier 1/m already shrinks its update's effect.
     Weight decay: torch's AdamW decays decoupled, p <- p * (1 - lr * wd). MuAdamW multiplies wd by m
     wherever it divides lr by m, so the decay per step (lr * wd) is the same at every width; same here.
-    Parameters with equal settings share a group, so SP and μP at m = 1 get one group, in
+    ε follows each group's gradient scale (Everett et al. 2024; CompleteP's ε rule), so Adam's
+    normalisation is not swamped by ε as gradients shrink with width and depth.
+    Parameters with equal settings share a group, so SP and μP at m = 1, L = 1 get one group, in
     ``model.parameters()`` order: the optimizer (and its checkpoint) of an SP model is unchanged.
     Call it on the bare GPT (roles go by parameter name); a DDP wrapper added later shares the tensors.
     """
-    mup = model.cfg.parametrization == "mup"
-    m = model.cfg.width_mult
-    groups: dict[tuple[float, float], dict] = {}
+    cfg = model.cfg
+    m = cfg.width_mult if cfg.parametrization == "mup" else 1.0
+    L, alpha = cfg.depth_mult, cfg.depth_alpha or 0.0
+    depth_lr, depth_eps = L ** (alpha - 1.0), L ** -alpha
+    groups: dict[tuple[float, float, float], dict] = {}
     for name, p in model.named_parameters():
-        if mup and param_role(name, p) == "hidden":
-            lr_scale, wd = 1.0 / m, weight_decay * m
-        else:
-            lr_scale, wd = 1.0, weight_decay
-        groups.setdefault((lr_scale, wd), {"params": [], "lr_scale": lr_scale, "weight_decay": wd})
-        groups[(lr_scale, wd)]["params"].append(p)
+        role = param_role(name, p)
+        in_block = name.startswith("blocks.")
+        lr_scale, wd, eps = 1.0, weight_decay, ADAM_EPS
+        if role == "hidden":
+            lr_scale, wd, eps = depth_lr / m, weight_decay * m, ADAM_EPS * depth_eps / m
+        elif in_block:
+            lr_scale, eps = depth_lr, ADAM_EPS * depth_eps
+        elif role == "readout":
+            eps = ADAM_EPS / m
+        key = (lr_scale, wd, eps)
+        groups.setdefault(key, {"params": [], "lr_scale": lr_scale, "weight_decay": wd, "eps": eps})
+        groups[key]["params"].append(p)
     return list(groups.values())
-
-
-def count_params(cfg: GPTConfig) -> int:
-    """Parameter count of a model with this config, without allocating it."""
-    C, V, L = cfg.emb_dim, cfg.padded_vocab, cfg.n_layers
-    qkv = C * 3 * C + (3 * C if cfg.qkv_bias else 0)
-    attn = qkv + C * C + C
-    mlp = C * 4 * C + 4 * C + 4 * C * C + C
-    block = attn + mlp + 4 * C  # two LayerNorms
-    head = 0 if cfg.tie_embeddings else C * V
-    return V * C + cfg.context_len * C + L * block + 2 * C + head
