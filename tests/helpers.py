@@ -67,3 +67,26 @@ def straight_and_resumed(cfg, tokens, tmp_path, *, stop_at: int = 8):
     with pytest.raises(Stop):
         pretrain(cfg, tokens=tokens, out_dir=tmp_path / "b", on_eval=stop, log=None)
     return straight, pretrain(cfg, tokens=tokens, out_dir=tmp_path / "b", resume=True, log=None)
+
+
+LIGHT_PROBE = """
+import sys
+from hpsearch.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'ray'}), code)
+"""
+
+
+def heavy_imports(argv: list[str]) -> tuple[list[str], int]:
+    """(which of torch and ray ``hpsearch ARGV`` imported, its exit status), run in a fresh interpreter."""
+    import ast
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", LIGHT_PROBE, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    heavy, code = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    return ast.literal_eval(heavy), int(code)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from matplotlib.image import imread
 
+from helpers import heavy_imports
 from hpsearch.cli import main
 from hpsearch.results import summary_line
 from hpsearch.sweep import SweepOptions, run_sweep
@@ -78,6 +79,9 @@ def test_grid_runs_every_point_and_exports_a_runnable_winner(tmp_path, capsys):
     assert main(["results", "grid", "--results-dir", str(tmp_path), "--top", "2"]) == 0
     printed = capsys.readouterr().out
     assert "4 trials: 4 completed" in printed and out.best["trial_id"] in printed
+    # reading a finished sweep's results imports neither torch nor Ray (tests/test_light.py: the others)
+    assert heavy_imports(["results", "grid", "--results-dir", str(tmp_path)]) == ([], 0)
+    assert heavy_imports(["ls", "--results-dir", str(tmp_path)]) == ([], 0)
 
     from hpsearch.report import write_report
 
