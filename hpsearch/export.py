@@ -18,7 +18,8 @@ import yaml
 
 from hpsearch import results as res
 from trainables.files import atomic_write_text
-from trainables.config import PretrainConfig, plain, warmup_steps_of
+from trainables.budget import warmup_steps_of
+from trainables.config import PretrainConfig, plain
 from trainables.corpus import litgpt_tokenizer_dir
 from trainables.model_config import preset_config
 from trainables.errors import SweepError
@@ -63,7 +64,7 @@ def litgpt_run(cfg: PretrainConfig, *, corpus_tokens: int | None) -> tuple[int, 
     (epochs of the corpus, capped by train.max_tokens: :func:`plan_run`); without it, train.max_tokens
     alone. A budget in epochs with an unknown corpus size cannot be expressed: SweepError.
     """
-    from trainables.pretrain import plan_run
+    from trainables.budget import plan_run
 
     t, tps = cfg.train, cfg.train.batch_size * cfg.model.context_len
     if corpus_tokens:

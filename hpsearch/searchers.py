@@ -37,9 +37,9 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.utils.util import unflatten_dict
 
+from trainables.budget import TokenBudget, default_grace, plan_run
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError, first_line
-from trainables.pretrain import plan_run
 from trainables.status import COMPLETED, DIVERGED, SKIPPED
 
 EXCLUDED = "excluded"
@@ -97,20 +97,6 @@ def _as_choice(dist, value):
         if choice == value:
             return choice
     return value
-
-
-class TokenBudget:
-    """Tokens trained by a search's trials so far (the latest ``tokens_seen`` of each), against a budget."""
-
-    def _init_budget(self, budget_tokens: int | None) -> None:
-        self._budget, self._tokens = budget_tokens, {}
-
-    def _note_tokens(self, trial_id: str, result: dict) -> None:
-        if "tokens_seen" in result:
-            self._tokens[trial_id] = int(result["tokens_seen"])
-
-    def budget_spent(self) -> bool:
-        return bool(self._budget) and sum(self._tokens.values()) >= self._budget
 
 
 class BudgetedVariantGenerator(TokenBudget, BasicVariantGenerator):
@@ -263,20 +249,6 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
 
 def optuna_storage_url(sweep_dir: Path) -> str:
     return f"sqlite:///{(sweep_dir / 'optuna.db').resolve()}"
-
-
-FIRST_RUNG = 0.5
-"""ASHA's first rung by default, as a fraction of a trial's tokens. Under a schedule that decays to the
-trial's end, an earlier loss still favours the learning rates that are high at that moment: on the three
-problems of bench/rung_quality.py rungs from max_t / rf^2 (or from the end of warmup) stopped 2-9 configs
-that would have finished within 1 % of the best, one rung at half the trial 0-1, and budgeted
-searches found better points at 20 % of the grid's tokens (bench/RESULTS.md)."""
-
-
-def default_grace(max_t: int, warmup_tokens: int = 0) -> int:
-    """ASHA's first rung: half the trial (FIRST_RUNG), never before the longest warmup of the space has
-    ended (a trial judged mid-warmup has not yet trained at its peak LR), and always below max_t."""
-    return max(1, min(max(int(max_t * FIRST_RUNG), warmup_tokens), max_t - 1))
 
 
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,

@@ -16,9 +16,9 @@ from collections import defaultdict
 
 import pandas as pd
 
+from trainables.budget import plan_run
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError, first_line
-from trainables.pretrain import plan_run
 from trainables.status import SKIPPED
 
 WARMUP, MIN_LR, INITIAL_LR, BATCH = ("warmup_steps not below the run's total steps", "min_lr above peak_lr",

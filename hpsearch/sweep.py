@@ -35,12 +35,12 @@ from hpsearch.options import SweepOptions, flag, smoke_options, smoke_overrides,
 from hpsearch.ray_session import check_resources, ensure_ray
 from hpsearch.skips import excluded_lines, skip_lines
 from search_spaces import Space, get_space, parse_space
+from trainables.budget import default_grace, max_trial_tokens, max_warmup_tokens, plan_run
 from trainables.config import EvalArgs, PretrainConfig, load_config
 from trainables.corpus import load_data
 from trainables.errors import DiskFullError, SweepError, first_line
 from trainables.files import atomic_write_text, is_out_of_space
 from trainables.model_config import preset_config
-from trainables.pretrain import plan_run
 from trainables.status import INTERRUPTED, METRIC
 
 RESUMABLE_OPTIONS = frozenset({"address", "max_concurrent", "dashboard", "dashboard_host", "verbose",
@@ -115,42 +115,6 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
     cfg = cfg.with_hparams(overrides, source=f"space '{space.name}' fixed values")
     ev = {k: v for k, v in (("eval_freq", opts.eval_freq), ("eval_iter", opts.eval_iter)) if v is not None}
     return replace(cfg, eval=replace(cfg.eval, **ev)) if ev else cfg
-
-
-def axis_values(space: Space, name: str, default) -> list:
-    """The values axis ``name`` takes (its bounds for a range), or ``[default]`` when it is not searched."""
-    dist = space.axes.get(name)
-    if dist is None:
-        return [default]
-    return [v for v in (getattr(dist, "values", None) or [dist.low, dist.high]) if v is not None] or [default]
-
-
-def axis_max(space: Space, name: str, default):
-    """The largest value axis ``name`` can take (``default`` when the space does not search it)."""
-    return max(axis_values(space, name, default))
-
-
-def max_trial_tokens(base: PretrainConfig, space: Space, n_tokens: int) -> int:
-    """Most tokens any trial can train on: ASHA's max_t."""
-    if base.train.max_tokens:
-        return int(base.train.max_tokens)
-    epochs = int(axis_max(space, "num_epochs", base.train.num_epochs))
-    train_tokens = int(n_tokens * base.data.train_ratio)
-    return max(1, epochs * train_tokens)
-
-
-def max_warmup_tokens(base: PretrainConfig, space: Space, max_t: int) -> int:
-    """Tokens the longest warmup of the space's runnable points takes: ASHA's first rung comes no earlier.
-    A point whose warmup does not end within the budget never trains (it is excluded or skipped), so it
-    does not count."""
-    t = base.train
-    fraction = axis_max(space, "warmup_fraction", t.warmup_fraction)
-    if fraction is not None:
-        return int(fraction * max_t)
-    spans = [int(w * b * c) for w in axis_values(space, "warmup_steps", t.warmup_steps)
-             for b in axis_values(space, "batch_size", t.batch_size)
-             for c in axis_values(space, "context_len", base.model.context_len)]
-    return max([x for x in spans if x < max_t], default=0)
 
 
 def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepPlan:
@@ -525,8 +489,6 @@ def describe(plan: SweepPlan) -> list[str]:
              f"budget {plan.max_t:,} tokens per trial",
              f"results -> {plan.sweep_dir}; TensorBoard: tensorboard --logdir {plan.tune_dir}"]
     if o.mode == "optuna-asha":
-        from hpsearch.searchers import default_grace
-
         grace = o.grace_tokens or default_grace(plan.max_t, max_warmup_tokens(plan.base, plan.space, plan.max_t))
         why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "

@@ -11,13 +11,13 @@ import torch
 import torch.nn.functional as F
 from helpers import nano_config, straight_and_resumed
 
-import trainables.pretrain  # noqa: F401  (the module: trainables exports a function of the same name)
+import trainables.engine as E
+import trainables.pretrain as P
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError
 from trainables.model import GPT, count_params, preset_config
 from trainables.tune_trainable import checkpoint_now
 
-P = sys.modules["trainables.pretrain"]
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
@@ -31,25 +31,25 @@ def config(preset="nano", model=None, eval=None, **train):
 
 def test_auto_precision_follows_the_cpu_flags(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(P, "cpu_bf16_flags", lambda: ())
-    assert P.resolve_precision("auto", cpu) == ("fp32", "auto: CPU has no avx512_bf16/amx_bf16")
-    monkeypatch.setattr(P, "cpu_bf16_flags", lambda: ("avx512_bf16",))
-    assert P.resolve_precision("auto", cpu) == ("bf16-mixed", "auto: CPU has avx512_bf16")
+    monkeypatch.setattr(E, "cpu_bf16_flags", lambda: ())
+    assert E.resolve_precision("auto", cpu) == ("fp32", "auto: CPU has no avx512_bf16/amx_bf16")
+    monkeypatch.setattr(E, "cpu_bf16_flags", lambda: ("avx512_bf16",))
+    assert E.resolve_precision("auto", cpu) == ("bf16-mixed", "auto: CPU has avx512_bf16")
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
-    assert P.resolve_precision("auto", cpu)[0] == "fp32"
-    assert P.resolve_precision("bf16-mixed", cpu) == ("bf16-mixed", "set")  # explicit: no detection
-    assert P.resolve_precision("fp32", cpu) == ("fp32", "set")
+    assert E.resolve_precision("auto", cpu)[0] == "fp32"
+    assert E.resolve_precision("bf16-mixed", cpu) == ("bf16-mixed", "set")  # explicit: no detection
+    assert E.resolve_precision("fp32", cpu) == ("fp32", "set")
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo():
     flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
-    assert set(P.cpu_bf16_flags()) == flags & {"avx512_bf16", "amx_bf16"}
+    assert set(E.cpu_bf16_flags()) == flags & {"avx512_bf16", "amx_bf16"}
 
 
 def test_first_log_line_says_what_auto_resolved_to(embedded_tokens):
     lines = []
     summary = P.pretrain(config(max_tokens=128 * 4), tokens=embedded_tokens, log=lines.append)
-    expected, why = P.resolve_precision("auto", torch.device("cpu"))
+    expected, why = E.resolve_precision("auto", torch.device("cpu"))
     assert lines[0].startswith("engine: cpu, ") and f"precision {expected} ({why})" in lines[0]
     assert "compile off" in lines[0] and summary.precision == expected
 
@@ -96,7 +96,7 @@ def test_bad_engine_settings_are_one_line_config_errors(key, value, expect):
 # -- optimizer and vocabulary -------------------------------------------------------------------
 
 def test_fused_adamw_is_used_on_cpu_and_steps_like_foreach(embedded_tokens):
-    assert P.fused_adamw_supported("cpu")  # torch >= 2.4 has the CPU kernel
+    assert E.fused_adamw_supported("cpu")  # torch >= 2.4 has the CPU kernel
     run = P.Run(config(precision="fp32"), embedded_tokens)
     assert all(g["fused"] for g in run.optimizer.param_groups)
     model = GPT(preset_config("nano", dropout=0.0))

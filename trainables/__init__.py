@@ -13,8 +13,10 @@ _WHERE = {
     "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "HPSearchError": "errors",
     "SpaceError": "errors", "SweepError": "errors",
     "GPT": "model", "PRESETS": "model_config", "GPTConfig": "model_config",
-    "RunSummary": "pretrain", "lr_at": "pretrain", "plan_run": "pretrain", "pretrain": "pretrain",
+    "RunSummary": "run", "lr_at": "budget", "plan_run": "budget",
 }
+# Not ``pretrain``: the name is the module trainables.pretrain (``from trainables.pretrain import pretrain``,
+# or ``hpsearch.pretrain``); a function of the same name here would hide the module once loaded.
 
 __all__ = sorted(_WHERE)
 

@@ -300,13 +300,6 @@ def data_problems(d: DataArgs) -> list[str]:
     return out
 
 
-def warmup_steps_of(train: TrainArgs, total_steps: int) -> int:
-    """The run's warmup in steps: ``warmup_fraction`` of ``total_steps`` when set, else ``warmup_steps``."""
-    if train.warmup_fraction is not None:
-        return int(round(train.warmup_fraction * total_steps))
-    return train.warmup_steps
-
-
 def lr_order_problems(initial_lr: float, peak_lr: float, min_lr: float) -> list[str]:
     """The learning-rate orderings the schedule needs (also the sweep's 'invalid combination' rule)."""
     out = []

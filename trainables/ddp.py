@@ -27,9 +27,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from trainables.budget import plan_run
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError
-from trainables.pretrain import Run, plan_run
+from trainables.run import Run
 from trainables.status import DIVERGED
 
 DRIVER_CPUS = 0.01
@@ -131,7 +132,7 @@ class _Shard:
 
 
 def _train_worker(cfg: dict) -> None:
-    """One DDP rank: the pretraining loop of :class:`trainables.pretrain.Run` on its slice."""
+    """One DDP rank: the pretraining loop of :class:`trainables.run.Run` on its slice."""
     import ray
     import ray.train
     import ray.train.torch

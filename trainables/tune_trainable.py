@@ -1,6 +1,6 @@
 """The Ray Tune function trainable: one trial = one short pretraining run.
 
-It wraps :func:`trainables.pretrain.Run` and reports at every evaluation through ``tune.report``
+It wraps :class:`trainables.run.Run` and reports at every evaluation through ``tune.report``
 (``ray.train.report`` raises inside Tune trials in Ray 2.60). The token array arrives once per node
 through ``tune.with_parameters``, so trials never re-tokenize. Every report carries ``hp_status``:
 
@@ -37,7 +37,7 @@ from ray import tune
 from trainables.config import PretrainConfig
 from trainables.errors import ConfigError, DataError, DiskFullError, first_line
 from trainables.files import is_out_of_space
-from trainables.pretrain import Run, RunSummary
+from trainables.run import Run, RunSummary
 from trainables.status import COMPLETED, DISK_FULL, DIVERGED, METRIC, RUNNING, SKIPPED
 
 

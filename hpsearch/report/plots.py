@@ -16,7 +16,8 @@ import pandas as pd
 from hpsearch.report.data import fmt, is_number, match
 from hpsearch.results import ranked
 from search_spaces import Dist, LogUniform
-from trainables.config import PretrainConfig, plain, warmup_steps_of
+from trainables.budget import warmup_steps_of
+from trainables.config import PretrainConfig, plain
 from trainables.status import COMPLETED, EARLY_STOPPED, FAILED
 
 UNITS = {"peak_lr": "learning rate", "initial_lr": "learning rate", "min_lr": "learning rate",
@@ -61,7 +62,7 @@ def plot_curves(curves: pd.DataFrame, best: pd.DataFrame, path: Path) -> Path:
 def plot_lr_schedule(trial: pd.Series, config: PretrainConfig, curves: pd.DataFrame | None,
                      path: Path) -> Path:
     """The LR at every step of ``trial`` (run with ``config``), recomputed, with the reported points."""
-    from trainables.pretrain import lr_at
+    from trainables.budget import lr_at
 
     t = config.train
     total = int(trial["steps"]) if "steps" in trial.index and pd.notna(trial["steps"]) else 0
