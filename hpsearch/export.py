@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,24 +16,19 @@ import pandas as pd
 import yaml
 
 from hpsearch import results as res
-from trainables.files import atomic_write_text
 from trainables.budget import warmup_steps_of
-from trainables.config import PretrainConfig, plain
+from trainables.config import PretrainConfig
 from trainables.corpus import litgpt_tokenizer_dir
-from trainables.model_config import preset_config
 from trainables.errors import SweepError
+from trainables.files import atomic_write_text, plain_tree
+from trainables.model_config import preset_config
 
 FORMATS = ("native", "litgpt")
 
 
 def trial_config(base: PretrainConfig, row: pd.Series, axes: list[str]) -> PretrainConfig:
     """The base config with a trial's hyperparameters applied."""
-    values = {a: row[a] for a in axes if a in row and not _missing(row[a])}
-    return base.with_hparams(values, source=f"trial {row['trial_id']}")
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
+    return base.with_hparams(res.trial_params(row, axes), source=f"trial {row['trial_id']}")
 
 
 def export_native(base: PretrainConfig, row: pd.Series, axes: list[str]) -> str:
@@ -339,7 +333,7 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
             return [out]
         provenance["hpsearch_config"] = cfg.to_dict()
         side = out.with_name(out.stem + ".provenance.yaml")
-        atomic_write_text(side, yaml.safe_dump(_plain_tree(provenance), sort_keys=False))
+        atomic_write_text(side, yaml.safe_dump(plain_tree(provenance), sort_keys=False))
         return [out, side]
     # litgpt: the trial's own run needs the sweep's corpus size (a budget in epochs); a target budget does not
     corpus_tokens = None if target_tokens is not None else (meta.get("corpus") or {}).get("tokens")
@@ -350,7 +344,7 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
     provenance["litgpt_differences"] = litgpt_differences(cfg)
     provenance["hpsearch_config"] = cfg.to_dict()
     side = out.with_name(out.stem + ".provenance.yaml")
-    atomic_write_text(side, yaml.safe_dump(_plain_tree(provenance), sort_keys=False))
+    atomic_write_text(side, yaml.safe_dump(plain_tree(provenance), sort_keys=False))
     return [out, side]
 
 
@@ -365,15 +359,3 @@ def unfinished_note(meta: dict, trials: pd.DataFrame) -> str:
         return (f"sweep {name} has not finished (still running, or stopped before it could say so); this is the "
                 "best trial so far")
     return ""
-
-
-def _plain_tree(obj):
-    """numpy scalars, tuples and NaN -> YAML-safe plain values."""
-    if isinstance(obj, dict):
-        return {str(k): _plain_tree(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain_tree(v) for v in obj]
-    obj = plain(obj)
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj

@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces import MODES
+from trainables.config import PRECISIONS
+from trainables.corpus.formats import FORMATS as DATA_FORMATS
 from trainables.errors import SweepError
 
 DEFAULT_RESULTS = Path("results")
-# Mirrors of trainables' choices (importing trainables here would load torch for `--help`);
-# tests/test_hardening.py checks they stay equal.
-DATA_FORMATS = ("auto", "text", "jsonl", "parquet", "bin")
-PRECISIONS = ("auto", "fp32", "bf16-mixed")
 LOGGERS = ("mlflow", "wandb")
 """Experiment trackers a sweep can also log to (--logger), each through Ray's own callback."""
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -148,6 +148,12 @@ def ranked(trials: pd.DataFrame) -> pd.DataFrame:
     return ok.sort_values(["best_val_loss", "trial_id"], kind="stable")
 
 
+def trial_params(row: pd.Series, axes: list[str]) -> dict:
+    """A trial's hyperparameters: its value on each axis the row holds (an empty cell, None or NaN, is unset)."""
+    return {a: row[a] for a in axes if a in row and not (row[a] is None or (isinstance(row[a], float)
+                                                                             and math.isnan(row[a])))}
+
+
 def best_trial(trials: pd.DataFrame) -> pd.Series | None:
     r = ranked(trials)
     return None if r.empty else r.iloc[0]

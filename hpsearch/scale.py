@@ -33,7 +33,7 @@ from hpsearch.options import SweepOptions
 from search_spaces import Space, parse_space
 from trainables.config import PretrainConfig
 from trainables.errors import SweepError
-from trainables.files import atomic_write_text
+from trainables.files import atomic_write_text, plain_tree
 from trainables.status import RANKED
 
 DEFAULT_WARMUP_FRACTION = 0.05
@@ -138,7 +138,7 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
         record["holdout"] = None
         log("verification skipped: it holds out the largest budget, so it needs 3 or more budgets")
 
-    atomic_write_text(ladder.sweep_dir / SCALING_FILE, json.dumps(_jsonable(record), indent=2))
+    atomic_write_text(ladder.sweep_dir / SCALING_FILE, json.dumps(plain_tree(record), indent=2))
     scaling.plot_scaling(table, fit, ladder.sweep_dir / "scaling.png", model=base.model, tol=tol)
     log("")
     log(f"seed-to-seed noise {noise:.3%} (relative std) -> near-optimal tolerance {tol:.3%}")
@@ -188,19 +188,3 @@ def fit_record(fit: scaling.ScalingFit) -> dict:
 
     return {"lr": law(fit.lr), "batch_tokens": law(fit.batch), "tolerance": fit.tol, "notes": list(fit.notes),
             "optima": fit.optima.to_dict("records")}
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return _jsonable(asdict(obj))
-    return obj

@@ -295,7 +295,7 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
     import pandas as pd
 
     from search_spaces.dists import IntRange, LogUniform, Uniform
-    from trainables.config import plain
+    from trainables.files import plain
 
     from trainables.status import EARLY_STOPPED, METRIC
 

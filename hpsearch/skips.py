@@ -16,8 +16,9 @@ from collections import defaultdict
 
 import pandas as pd
 
+from hpsearch.results import trial_params
 from trainables.budget import plan_run
-from trainables.config import PretrainConfig
+from trainables.config import PretrainConfig, lr_order_broken
 from trainables.errors import ConfigError, DataError, first_line
 from trainables.status import SKIPPED
 
@@ -30,7 +31,7 @@ def skip_lines(trials: pd.DataFrame, base: PretrainConfig, n_tokens: int, axes: 
     skipped = trials[trials["status"] == SKIPPED]
     if skipped.empty:
         return []
-    points = [({a: row[a] for a in axes if a in row and not _missing(row[a])}, str(row.get("error") or ""))
+    points = [(trial_params(row, axes), str(row.get("error") or ""))
               for _, row in skipped.iterrows()]
     return [f"{len(skipped)} of {len(trials)} trials skipped-invalid:", *reason_lines(points, base, n_tokens)]
 
@@ -81,8 +82,7 @@ def diagnose(base: PretrainConfig, values: dict, n_tokens: int, *, message: str 
     except ConfigError:
         t = base.train
         lr = {k: float(values.get(k, getattr(t, k))) for k in ("initial_lr", "peak_lr", "min_lr")}
-        found = [(MIN_LR, lr)] if lr["min_lr"] > lr["peak_lr"] else []
-        found += [(INITIAL_LR, lr)] if lr["initial_lr"] > lr["peak_lr"] else []
+        found = [(f"{low} above {high}", lr) for low, high in lr_order_broken(lr)]
         return found or [(first_line(message, limit=120) or "invalid config", {})]
     try:
         plan_run(cfg, n_tokens)
@@ -135,7 +135,3 @@ def fix(reason: str, facts: list[dict]) -> str:
 def _list(values: list) -> str:
     shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:8])
     return shown + (f" (+{len(values) - 8} more)" if len(values) > 8 else "")
-
-
-def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from hpsearch import results as res
 from search_spaces import Space
-from trainables.config import PretrainConfig, plain
+from trainables.config import PretrainConfig
 from trainables.errors import SweepError
+from trainables.files import plain
 from trainables.status import COMPLETED
 
 

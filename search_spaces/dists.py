@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Union
 
-from trainables.config import plain
+from trainables.files import plain
 
 MODES = ("grid", "random", "optuna-asha", "quasi-random")
 """Search modes a space converts for: grid enumerates; the others sample."""

@@ -9,11 +9,10 @@ import pytest
 import yaml
 
 from helpers import run_cli
-from hpsearch.options import DATA_FORMATS, PRECISIONS, SweepOptions
+from hpsearch.options import SweepOptions
 from hpsearch.sweep import plan_sweep
 from trainables.config import AXES, PretrainConfig, load_config
-from trainables.corpus import FORMATS, load_tokens
-from trainables.config import PRECISIONS as CONFIG_PRECISIONS
+from trainables.corpus import load_tokens
 from trainables.errors import ConfigError
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -32,10 +31,6 @@ def test_readme_config_block_lists_every_key_with_its_default():
     missing = set(defaults["model"]) - set(shown["model"]) - set(commented) - {"base_width", "mup_input_mult",
                                                                                  "mup_output_mult", "mup_zero_readout"}
     assert not missing, f"README's model block does not mention {missing}"
-
-
-def test_the_cli_mirrors_of_trainables_choices_are_equal():
-    assert DATA_FORMATS == FORMATS and PRECISIONS == CONFIG_PRECISIONS
 
 
 def test_engine_settings_are_never_searched():

@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from trainables.errors import ConfigError, brief, did_you_mean, word
-from trainables.files import read_yaml
+from trainables.files import plain, read_yaml
 from trainables.model_config import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
 
 
@@ -300,21 +300,20 @@ def data_problems(d: DataArgs) -> list[str]:
     return out
 
 
+LR_ORDER = (("min_lr", "peak_lr"), ("initial_lr", "peak_lr"))
+"""The learning-rate orderings the schedule needs, (low, high): low must not exceed high."""
+
+
+def lr_order_broken(lrs: dict[str, float]) -> list[tuple[str, str]]:
+    """The (low, high) pairs of :data:`LR_ORDER` that ``lrs`` breaks (also the sweep's 'invalid combination' rule)."""
+    return [(low, high) for low, high in LR_ORDER if lrs[low] > lrs[high]]
+
+
 def lr_order_problems(initial_lr: float, peak_lr: float, min_lr: float) -> list[str]:
-    """The learning-rate orderings the schedule needs (also the sweep's 'invalid combination' rule)."""
-    out = []
-    if min_lr > peak_lr:
-        out.append(f"train.min_lr ({min_lr:g}) must not exceed train.peak_lr ({peak_lr:g}); "
-                   "lower min_lr or raise peak_lr")
-    if initial_lr > peak_lr:
-        out.append(f"train.initial_lr ({initial_lr:g}) must not exceed train.peak_lr ({peak_lr:g}); "
-                   "lower initial_lr or raise peak_lr")
-    return out
-
-
-def plain(value: Any) -> Any:
-    """numpy scalars (from search spaces, pandas) -> Python scalars, so configs and YAML serialize cleanly."""
-    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict, str)) else value
+    """One message per broken learning-rate ordering, naming the values and the fix."""
+    lrs = {"initial_lr": initial_lr, "peak_lr": peak_lr, "min_lr": min_lr}
+    return [f"train.{low} ({lrs[low]:g}) must not exceed train.{high} ({lrs[high]:g}); lower {low} or raise {high}"
+            for low, high in lr_order_broken(lrs)]
 
 
 SECTIONS: dict[str, tuple[str, ...]] = {

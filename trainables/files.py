@@ -14,9 +14,11 @@ one line naming the file and, where the YAML says where, the line and column.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,3 +223,22 @@ class _NoAliasDumper(yaml.SafeDumper):
 def dump_yaml(data: Any) -> str:
     """``yaml.safe_dump`` in key order that never writes aliases (so :func:`parse_yaml` reads it back)."""
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+
+
+def plain(value: Any) -> Any:
+    """numpy scalars (from search spaces, pandas) -> Python scalars, so configs and YAML serialize cleanly."""
+    return value.item() if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)) else value
+
+
+def plain_tree(obj: Any) -> Any:
+    """A structure as plain JSON and YAML values, the one sanitizer every written record goes through:
+    string keys, lists for tuples, Python scalars for numpy ones, dataclasses as dicts, and NaN or
+    infinity as None (strict JSON, which loads anywhere)."""
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return plain_tree(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): plain_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain_tree(v) for v in obj]
+    obj = plain(obj)
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj

@@ -14,7 +14,6 @@ run of an exported config:
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -27,13 +26,13 @@ from trainables.config import PretrainConfig
 from trainables.corpus import load_data
 from trainables.engine import Engine, cpu_bf16_flags, fused_adamw_supported, resolve_precision
 from trainables.errors import CheckpointError, DiskFullError
-from trainables.files import atomic_write_text
+from trainables.files import atomic_write_text, plain_tree
 from trainables.run import CHECKPOINT_FILE, EvalCallback, Run, RunSummary, calc_loss_batch, clip_gradients, evaluate
 from trainables.status import COMPLETED
 
 __all__ = [  # the run's pieces stay importable from here: the rooms are budget, engine and run
     "CHECKPOINT_FILE", "METRICS_FILE", "Engine", "Run", "RunPlan", "RunSummary", "calc_loss_batch", "clip_gradients",
-    "cpu_bf16_flags", "evaluate", "event_writer", "finite_or_none", "fused_adamw_supported", "lr_at", "plan_run",
+    "cpu_bf16_flags", "evaluate", "event_writer", "fused_adamw_supported", "lr_at", "plan_run",
     "pretrain", "resolve_precision",
 ]
 
@@ -94,7 +93,7 @@ def pretrain(
         if board is not None:
             board.close()
     if out is not None:  # the metrics first: a full disk may cost the checkpoint, never the run's result
-        atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
+        atomic_write_text(out / METRICS_FILE, json.dumps(plain_tree(summary.to_dict()), indent=2))
         if summary.status == COMPLETED:
             try:
                 run.save(out)
@@ -102,7 +101,7 @@ def pretrain(
                 raise DiskFullError(f"the run finished and its metrics are in {out / METRICS_FILE}, but its final "
                                     f"checkpoint was not written: {exc}") from None
             summary = replace(summary, checkpoint_seconds=run.checkpoint_seconds)  # the final one counted too
-            atomic_write_text(out / METRICS_FILE, json.dumps(finite_or_none(summary.to_dict()), indent=2))
+            atomic_write_text(out / METRICS_FILE, json.dumps(plain_tree(summary.to_dict()), indent=2))
         if log:
             log(f"wrote {out / METRICS_FILE}" + (f" and {out / CHECKPOINT_FILE}" if summary.status == COMPLETED else ""))
     return summary
@@ -116,14 +115,3 @@ def event_writer(directory: Path):
     except ImportError:
         return None
     return SummaryWriter(str(directory))
-
-
-def finite_or_none(obj):
-    """The same structure with NaN/inf floats as None, so the JSON is strict and loads anywhere."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite_or_none(v) for v in obj]
-    return obj

@@ -22,7 +22,8 @@ import pandas as pd
 
 from hpsearch import results
 from search_spaces import Dist, IntRange, Space, parse_space
-from trainables.config import PretrainConfig, plain
+from trainables.config import PretrainConfig
+from trainables.files import plain
 
 
 @dataclass(frozen=True)

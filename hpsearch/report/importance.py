@@ -16,7 +16,7 @@ import pandas as pd
 from hpsearch.report.data import match
 from hpsearch.results import ranked
 from search_spaces import Dist, IntRange, LogUniform, Space
-from trainables.config import plain
+from trainables.files import plain
 from trainables.status import EARLY_STOPPED
 
 

@@ -17,7 +17,8 @@ from hpsearch.report.data import fmt, is_number, match
 from hpsearch.results import ranked
 from search_spaces import Dist, LogUniform
 from trainables.budget import warmup_steps_of
-from trainables.config import PretrainConfig, plain
+from trainables.config import PretrainConfig
+from trainables.files import plain
 from trainables.status import COMPLETED, EARLY_STOPPED, FAILED
 
 UNITS = {"peak_lr": "learning rate", "initial_lr": "learning rate", "min_lr": "learning rate",
