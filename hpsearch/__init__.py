@@ -24,11 +24,10 @@ from importlib.metadata import PackageNotFoundError, version
 
 from trainables.errors import (CheckpointError, ConfigError, DataError, DiskFullError, HPSearchError, SpaceError,
                                SweepError)
+from trainables.lazy import lazy_getattr
 
 _WHERE = {
-    "Sweep": "hpsearch.front", "load": "hpsearch.front",
-    "sweep": "hpsearch.sweep", "transfer": "hpsearch.transfer", "scale": "hpsearch.scale",
-    "SweepOptions": "hpsearch.options",
+    "Sweep": "hpsearch.front", "load": "hpsearch.front", "SweepOptions": "hpsearch.options",
     "PretrainConfig": "trainables.config", "load_config": "trainables.config", "pretrain": "trainables.pretrain",
 }
 _CALLABLE_MODULES = ("sweep", "transfer", "scale")
@@ -63,13 +62,13 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
+_lazy = lazy_getattr(__name__, _WHERE)
+
+
 def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'hpsearch' has no attribute {name!r}")
-    module = importlib.import_module(_WHERE[name])
-    value = module if name in _CALLABLE_MODULES else getattr(module, name)
-    globals()[name] = value
-    return value
+    if name in _CALLABLE_MODULES:  # the import sets it on the package, callable (_Package.__setattr__)
+        return importlib.import_module(f"{__name__}.{name}")
+    return _lazy(name)
 
 
 def __dir__() -> list[str]:

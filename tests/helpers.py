@@ -36,6 +36,16 @@ def tmpfs(mnt, size: str):
         subprocess.run(["umount", str(mnt)], check=False)
 
 
+def sweep_options(results_dir, **kw):
+    """Options of a quiet grid sweep of nano trials of a few hundred tokens on the smoke space (2x2 LR x batch);
+    a test states only what it varies."""
+    from hpsearch.options import SweepOptions
+
+    base = dict(space="smoke", mode="grid", model="nano", max_tokens_per_trial=512, eval_freq=2, eval_iter=1,
+                results_dir=str(results_dir), dashboard=False, verbose=0)
+    return SweepOptions(**{**base, **kw})
+
+
 def nano_config(**train):
     """A config that trains in a second or two on one CPU core."""
     from trainables.config import PretrainConfig

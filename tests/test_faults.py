@@ -1,5 +1,6 @@
 """Faults: crashed trials, a SIGKILLed driver, atomic writes, exports with nothing to export."""
 
+import functools
 import json
 import os
 import signal
@@ -12,17 +13,15 @@ import pandas as pd
 import pytest
 import yaml
 
+from helpers import sweep_options
 from hpsearch.cli import main
-from hpsearch.sweep import SweepOptions, run_sweep
+from hpsearch.sweep import run_sweep
 from trainables.files import atomic_write_text
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def options(tmp_path, **kw) -> SweepOptions:
-    base = dict(space="smoke", mode="grid", model="nano", max_tokens_per_trial=1024, eval_freq=2, eval_iter=1,
-                results_dir=str(tmp_path), dashboard=False, verbose=0, checkpoint_every=1)
-    return SweepOptions(**{**base, **kw})
+options = functools.partial(sweep_options, max_tokens_per_trial=1024, checkpoint_every=1)
 
 
 def test_crashed_trials_retry_from_their_checkpoint(tmp_path):

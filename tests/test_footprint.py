@@ -1,23 +1,22 @@
 """A sweep's footprint and the CLI around it: checkpoints pruned once trials finish, `hpsearch ls`,
 `hpsearch tensorboard` errors. A real sweep on a real Ray (nano, tiny budgets) and hand-built trees."""
 
+import functools
 import json
 import os
 
 import pandas as pd
 import pytest
 
+from helpers import sweep_options
 from hpsearch.cli import main
 from hpsearch.footprint import prune_checkpoints
-from hpsearch.sweep import SweepOptions, run_sweep
+from hpsearch.sweep import run_sweep
 
 KB = 1024
 
 
-def options(results_dir, **kw) -> SweepOptions:
-    base = dict(space="smoke", mode="grid", model="nano", max_tokens_per_trial=1024, eval_freq=2, eval_iter=1,
-                results_dir=str(results_dir), dashboard=False, verbose=0, checkpoint_every=1)
-    return SweepOptions(**{**base, **kw})
+options = functools.partial(sweep_options, max_tokens_per_trial=1024, checkpoint_every=1)
 
 
 def checkpoints(tune_dir) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@ trial skipped, syntax errors located, Ctrl-C, --resume without a name, export on
 what a local Ray exposes to the network. Each case: one line, exit status 2, nothing already
 computed lost. (The table of all cases: bench/BAD_INPUT.md, written by bench/bad_input_matrix.py.)"""
 
+import functools
 import ipaddress
 import json
 import os
@@ -18,8 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import nano_config, run_cli, tmpfs
 
+from helpers import nano_config, run_cli, sweep_options, tmpfs
 from hpsearch import results as res
 from hpsearch.cli import main
 from hpsearch.options import SweepOptions
@@ -58,24 +59,25 @@ def test_a_yaml_alias_bomb_is_refused_at_once_in_bounded_memory(tmp_path, capsys
     f.write_text(bomb(levels=7))  # 4.8M leaves: enough to see the expansion, small enough not to hurt
     argv = [str(f) if a == "F" else a for a in argv]
     tracemalloc.start()
-    t0 = time.perf_counter()
     code, err = run_cli([*argv, *(["--results-dir", str(tmp_path / "r")] if argv[0] == "sweep" else [])], capsys)
-    elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert code == 2
+    # refused at the first alias (line 2), before any node is built: memory stays at the file's size
     assert f"{f}, line 2, column " in one_line(err) and "alias '*l0' is not allowed" in err
-    assert elapsed < 1.0 and peak < 20e6, (elapsed, peak)
+    assert peak < 20e6, peak
     assert not (tmp_path / "r").exists()
 
 
-def test_the_full_bomb_is_refused_in_milliseconds(tmp_path):
+def test_the_full_bomb_is_refused_before_it_expands(tmp_path):
     f = tmp_path / "bomb.yaml"
-    f.write_text(bomb(levels=9))  # 387M leaves
-    t0 = time.perf_counter()
-    with pytest.raises(ConfigError, match="alias"):
+    f.write_text(bomb(levels=9))  # 387M leaves: expanded, gigabytes; refused, a few KB
+    tracemalloc.start()
+    with pytest.raises(ConfigError, match=f"^{f}, line 2, column .*alias"):
         load_config(f)
-    assert time.perf_counter() - t0 < 1.0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20e6, peak
 
 
 @pytest.mark.parametrize("text, fragment", [
@@ -196,9 +198,7 @@ def test_scheduler_arguments_are_checked_before_anything_is_written(tmp_path, ca
     assert not any(tmp_path.iterdir())
 
 
-def quick_opts(tmp_path, **kw) -> SweepOptions:
-    return SweepOptions(**{**dict(space="smoke", mode="optuna-asha", model="nano", max_tokens_per_trial=512,
-                                  results_dir=str(tmp_path), dashboard=False, name="n"), **kw})
+quick_opts = functools.partial(sweep_options, mode="optuna-asha", name="n", eval_freq=None, eval_iter=None, verbose=1)
 
 
 def test_a_sweep_failing_before_tune_starts_leaves_its_name_free(tmp_path, capsys, monkeypatch):

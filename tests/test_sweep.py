@@ -1,5 +1,6 @@
 """Sweeps on a real Ray (one per session, 127.0.0.1), real Optuna, the nano model, tiny budgets."""
 
+import functools
 import html
 import json
 import math
@@ -12,20 +13,17 @@ import yaml
 from matplotlib.image import imread
 
 from helpers import heavy_imports
+from helpers import sweep_options
 from hpsearch.cli import main
 from hpsearch.results import summary_line
-from hpsearch.sweep import SweepOptions, run_sweep
+from hpsearch.sweep import run_sweep
 from trainables.config import load_config
 from trainables.pretrain import pretrain
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def quick(tmp_path, **kw) -> SweepOptions:
-    """Options for a sweep of nano trials of a few hundred tokens each."""
-    base = dict(model="nano", max_tokens_per_trial=512, eval_freq=2, eval_iter=1, results_dir=str(tmp_path),
-                dashboard=False, verbose=0, cpus_per_trial=1)
-    return SweepOptions(**{**base, **kw})
+quick = functools.partial(sweep_options, space="demo", mode="optuna-asha", cpus_per_trial=1)
 
 
 def space_file(tmp_path, axes: dict, fixed: dict | None = None, name="t") -> str:

@@ -9,6 +9,7 @@ import importlib.util
 import pytest
 import yaml
 
+from helpers import sweep_options
 from hpsearch.options import SweepOptions
 from hpsearch.sweep import run_sweep
 from trainables.errors import SweepError
@@ -20,8 +21,7 @@ def one_point(tmp_path) -> SweepOptions:
     space = tmp_path / "one.yaml"
     space.write_text(yaml.safe_dump({"name": "one", "axes": {"peak_lr": {"grid": [5e-3, 1e-3]}},
                                      "fixed": {"batch_size": 4, "warmup_steps": 2}}))
-    return SweepOptions(space=str(space), mode="grid", model="nano", max_tokens_per_trial=512, eval_freq=2,
-                        eval_iter=1, results_dir=str(tmp_path / "results"), dashboard=False, verbose=0)
+    return sweep_options(tmp_path / "results", space=str(space))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mlflow") is None, reason="mlflow not installed (extra: trackers)")

@@ -5,25 +5,19 @@ first use, so importing a light submodule (``trainables.errors``, as the CLI doe
 arguments) does not import PyTorch.
 """
 
-import importlib
+from trainables.lazy import lazy_getattr
 
 _WHERE = {
-    "AXES": "config", "PretrainConfig": "config", "load_config": "config",
-    "get_tokenizer": "corpus", "load_tokens": "corpus",
-    "CheckpointError": "errors", "ConfigError": "errors", "DataError": "errors", "HPSearchError": "errors",
-    "SpaceError": "errors", "SweepError": "errors",
-    "GPT": "model", "PRESETS": "model_config", "GPTConfig": "model_config",
-    "RunSummary": "run", "lr_at": "budget", "plan_run": "budget",
+    "AXES": ".config", "PretrainConfig": ".config", "load_config": ".config",
+    "get_tokenizer": ".corpus", "load_tokens": ".corpus",
+    "CheckpointError": ".errors", "ConfigError": ".errors", "DataError": ".errors", "HPSearchError": ".errors",
+    "SpaceError": ".errors", "SweepError": ".errors",
+    "GPT": ".model", "PRESETS": ".model_config", "GPTConfig": ".model_config",
+    "RunSummary": ".run", "lr_at": ".budget", "plan_run": ".budget",
 }
 # Not ``pretrain``: the name is the module trainables.pretrain (``from trainables.pretrain import pretrain``,
 # or ``hpsearch.pretrain``); a function of the same name here would hide the module once loaded.
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"trainables.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)

@@ -23,28 +23,22 @@ Rooms: :mod:`.formats` (which files, which format; light), :mod:`.text` (documen
 use, so ``from trainables.corpus import FORMATS`` imports neither numpy nor PyTorch.
 """
 
-import importlib
+from trainables.lazy import lazy_getattr
 
 _WHERE = {
-    "EMBEDDED": "formats", "FORMATS": "formats", "DEFAULT_PATTERN": "formats", "corpus_files": "formats",
-    "detect_format": "formats",
-    "Piece": "text", "sniff_encoding": "text", "read_documents": "text",
-    "TOKENIZER": "tokens", "EOT_ID": "tokens", "VOCAB_SIZE": "tokens", "CACHE_FORMAT": "tokens",
-    "get_tokenizer": "tokens", "tokenize_documents": "tokens",
-    "Unit": "sample", "sample_units": "sample",
-    "TokenCorpus": "cache", "load_tokens": "cache", "load_data": "cache", "default_cache_dir": "cache",
-    "corpus_key": "cache", "stat_key": "cache",
-    "split_tokens": "windows", "window_starts": "windows", "WindowLoader": "windows",
-    "litgpt_tokenizer_dir": "litgpt_data", "CorpusWindows": "litgpt_data", "EpochOrder": "litgpt_data",
-    "LitGPTData": "litgpt_data",
+    "EMBEDDED": ".formats", "FORMATS": ".formats", "DEFAULT_PATTERN": ".formats", "corpus_files": ".formats",
+    "detect_format": ".formats",
+    "Piece": ".text", "sniff_encoding": ".text", "read_documents": ".text",
+    "TOKENIZER": ".tokens", "EOT_ID": ".tokens", "VOCAB_SIZE": ".tokens", "CACHE_FORMAT": ".tokens",
+    "get_tokenizer": ".tokens", "tokenize_documents": ".tokens",
+    "Unit": ".sample", "sample_units": ".sample",
+    "TokenCorpus": ".cache", "load_tokens": ".cache", "load_data": ".cache", "default_cache_dir": ".cache",
+    "corpus_key": ".cache", "stat_key": ".cache",
+    "split_tokens": ".windows", "window_starts": ".windows", "WindowLoader": ".windows",
+    "litgpt_tokenizer_dir": ".litgpt_data", "CorpusWindows": ".litgpt_data", "EpochOrder": ".litgpt_data",
+    "LitGPTData": ".litgpt_data",
 }
 
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'trainables.corpus' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"trainables.corpus.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE)
