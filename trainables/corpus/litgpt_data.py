@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from trainables.corpus.cache import default_cache_dir, load_tokens
-from trainables.corpus.formats import DEFAULT_PATTERN, EMBEDDED
+from trainables.corpus.formats import EMBEDDED
 from trainables.corpus.tokens import EOT_ID, TOKENIZER, get_tokenizer
 from trainables.corpus.windows import split_tokens, window_starts
 from trainables.errors import DataError
@@ -113,47 +112,26 @@ class EpochOrder(torch.utils.data.Sampler):
         return iter(order.tolist())
 
 
+READING = ("path", "pattern", "format", "text_field", "sample_tokens", "sample_seed")
+"""The data fields :func:`load_tokens` reads the corpus with (the others window it)."""
+
+
 @functools.cache
 def _litgpt_data_class():
-    from dataclasses import field
+    """``LitGPTData``: litgpt's DataModule whose fields are hpsearch's data section (DataArgs: path, pattern,
+    format, text_field, sample_tokens, sample_seed, train_ratio, stride, with their defaults) plus the
+    window order's seed and the DataLoader's workers."""
+    from dataclasses import field, fields, make_dataclass
+    from typing import get_type_hints
 
     from litgpt.data import DataModule
     from torch.utils.data import DataLoader
 
-    @dataclass
-    class LitGPTData(DataModule):
-        """hpsearch's corpus as litgpt pretraining data: the tokens, split and window order of a sweep's trials.
+    from trainables.config import DataArgs
 
-        The data section of a config written by ``hpsearch export --format litgpt`` names this class;
-        ``litgpt pretrain`` then needs hpsearch installed beside it. No litgpt tokenizer is needed:
-        the corpus is tokenized (and cached) by hpsearch with GPT-2 BPE.
-        """
-
-        path: str | None = None
-        """Corpus file or directory, as hpsearch's data.path (null: the embedded corpus)."""
-        pattern: str = DEFAULT_PATTERN
-        """Which files of a directory are read (hpsearch's data.pattern)."""
-        format: str = "auto"
-        """auto, text, jsonl, parquet or bin (hpsearch's data.format)."""
-        text_field: str = "text"
-        """JSONL key or Parquet column holding the text."""
-        sample_tokens: int | None = None
-        """Tokenize a seeded sample of about this many tokens (null: the whole corpus)."""
-        sample_seed: int = 0
-        """Which sample."""
-        train_ratio: float = 0.9
-        """Leading fraction of the tokens used for training; the rest is the validation split."""
-        stride: int | None = None
-        """Step between window starts; null: the context length."""
-        seed: int = 123
-        """Seeds the training windows' order per epoch (hpsearch's train.seed)."""
-        num_workers: int = 0
-        """DataLoader worker processes."""
-        batch_size: int = field(default=1, init=False, repr=False)
-        max_seq_length: int = field(default=-1, init=False, repr=False)
-
+    class Methods:
         def __post_init__(self) -> None:
-            super().__init__()
+            DataModule.__init__(self)
 
         def connect(self, tokenizer=None, batch_size: int = 1, max_seq_length: int | None = None, **kwargs) -> None:
             self.batch_size = batch_size
@@ -163,8 +141,7 @@ def _litgpt_data_class():
             load_tokens(**self._load(), log=print)
 
         def _load(self) -> dict:
-            return dict(path=self.path, pattern=self.pattern, format=self.format, text_field=self.text_field,
-                        sample_tokens=self.sample_tokens, sample_seed=self.sample_seed)
+            return {name: getattr(self, name) for name in READING}
 
         def _windows(self, split: int) -> CorpusWindows:
             if self.max_seq_length < 1:
@@ -185,5 +162,21 @@ def _litgpt_data_class():
             return DataLoader(self._windows(1), batch_size=self.batch_size, shuffle=False, drop_last=False,
                               num_workers=self.num_workers)
 
+    hints = get_type_hints(DataArgs)
+    data_fields = [(f.name, hints[f.name], field(default=f.default)) for f in fields(DataArgs)]
+    LitGPTData = make_dataclass("LitGPTData", [
+        *data_fields,
+        ("seed", int, field(default=123)),  # seeds the training windows' order per epoch (hpsearch's train.seed)
+        ("num_workers", int, field(default=0)),  # DataLoader worker processes
+        ("batch_size", int, field(default=1, init=False, repr=False)),
+        ("max_seq_length", int, field(default=-1, init=False, repr=False)),
+    ], bases=(Methods, DataModule), namespace={"__doc__": """hpsearch's corpus as litgpt pretraining data: the tokens,
+        split and window order of a sweep's trials.
+
+        The data section of a config written by ``hpsearch export --format litgpt`` names this class;
+        ``litgpt pretrain`` then needs hpsearch installed beside it. No litgpt tokenizer is needed:
+        the corpus is tokenized (and cached) by hpsearch with GPT-2 BPE. Its fields are hpsearch's data
+        section (see :class:`trainables.config.DataArgs`) plus ``seed`` and ``num_workers``.
+        """})
     LitGPTData.__module__, LitGPTData.__qualname__ = "trainables.corpus", "LitGPTData"  # the class_path configs name
     return LitGPTData
