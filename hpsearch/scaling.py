@@ -389,8 +389,12 @@ def holdout(table: pd.DataFrame, *, tol: float, model: GPTConfig, predicted_loss
 
 
 def target_run(fit: ScalingFit, *, target_model: GPTConfig, target_tokens: int,
-               largest_budget_compute: float | None = None, warmup_fraction: float) -> dict[str, Any]:
+               largest_budget_compute: float | None = None, warmup_fraction: float,
+               law_model: GPTConfig | None = None) -> dict[str, Any]:
     """The target run's peak_lr, batch_size (sequences), total and warmup steps, from the fit.
+
+    ``law_model`` (default ``target_model``) is the model whose compute for ``target_tokens`` the law is
+    read at: the proxy's, when μP and a depth rule carry the LR across the shape change.
 
     Steps follow trainables.pretrain's plan for a max_tokens run: total = target_tokens //
     (batch_size * context_len). Warmup keeps the proxies' warmup as a *fraction* of the run, because
@@ -406,7 +410,7 @@ def target_run(fit: ScalingFit, *, target_model: GPTConfig, target_tokens: int,
     if not _positive(largest):
         raise ScalingError(f"largest_budget_compute must be a finite number > 0 (FLOPs), "
                            f"got {first_line(repr(largest))}")
-    c = compute(target_model, target_tokens)
+    c = compute(law_model or target_model, target_tokens)
     pred = fit.predict(c)
     ctx = target_model.context_len
     batch_size = max(1, round(pred["batch_tokens"] / ctx))
@@ -418,8 +422,11 @@ def target_run(fit: ScalingFit, *, target_model: GPTConfig, target_tokens: int,
                    f"({float(largest):.3g}), beyond {MAX_EXTRAPOLATION:g}x: the prediction is an "
                    "extrapolation; add a larger budget to the ladder or treat the CI as optimistic")
     notes = []
-    m = flops_per_token(target_model)
-    if not math.isclose(m, fit.flops_per_token, rel_tol=1e-9):
+    m = flops_per_token(law_model or target_model)
+    if law_model is not None and law_model != target_model:
+        notes.append("the law is read at the proxy's shape and the target's tokens: μP / the depth rule carry "
+                     "the LR across the shape change")
+    elif not math.isclose(m, fit.flops_per_token, rel_tol=1e-9):
         notes.append(f"the target's M ({m:.3g} FLOPs/token) differs from the proxy's ({fit.flops_per_token:.3g}): "
                      "the fit assumes the optimum depends on compute only (DeepSeek); Step Law "
                      "says the LR also depends on N, so compare with reference['step_law']")
