@@ -27,7 +27,7 @@ from common import RUNS_DIR, loadavg, record, start_ray
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--depths", default="2,4,8")
-    ap.add_argument("--lrs", default="2e-3,4e-3,8e-3,1.6e-2,3.2e-2")
+    ap.add_argument("--lrs", default="2.5e-4,5e-4,1e-3,2e-3,4e-3,8e-3")
     ap.add_argument("--rules", default="none,completep")
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--heads", type=int, default=2)
@@ -45,18 +45,18 @@ def main() -> None:
     from hpsearch.options import SweepOptions
     from hpsearch.transfer import run_transfer
 
-    corpus = heldout.build()
+    corpus = heldout.build(source="packages")
     start_ray(worker_nice=0)
     tokens = args.steps * args.batch * args.context
     name = f"depth-transfer{args.tag}{'-quick' if args.quick else ''}"
     shutil.rmtree(RUNS_DIR / name, ignore_errors=True)
     config = RUNS_DIR / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    # warmup 5 % of the horizon, cosine to 0: the same schedule shape at every LR and depth
+    # warmup 10 % of the horizon, cosine to 0: the same schedule shape at every LR and depth
     config.write_text(
         f"model: {{preset: tiny, vocab_size: {corpus['vocab_size']}, emb_dim: {args.width}, n_heads: {args.heads},"
         f" context_len: {args.context}, dropout: 0.0}}\n"
-        f"train: {{batch_size: {args.batch}, max_tokens: {tokens}, warmup_fraction: 0.05,"
+        f"train: {{batch_size: {args.batch}, max_tokens: {tokens}, warmup_fraction: 0.1,"
         f" initial_lr: 0.0, min_lr: 0.0, weight_decay: 0.0, num_epochs: 1000}}\n"
         f"eval: {{eval_freq: {max(1, args.steps // 4)}, eval_iter: 8}}\n")
     opts = SweepOptions(name=name, config=str(config), data=corpus["path"], results_dir=str(RUNS_DIR),

@@ -39,13 +39,34 @@ def package_texts(max_bytes: int = 4_000_000) -> str:
     return "\n\n".join(parts)
 
 
-def build(vocab: int = 2048, max_bytes: int = 4_000_000) -> dict:
+def stdlib_source(max_bytes: int = 4_000_000) -> str:
+    """The standard library's own .py files (not site-packages, not tests), sorted by path, at most ``max_bytes``."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts, size = [], 0
+    for p in sorted(root.glob("**/*.py")):
+        rel = p.relative_to(root).parts
+        if rel[0] in ("site-packages", "test", "idlelib", "lib2to3") or "tests" in rel:
+            continue
+        text = p.read_text(encoding="utf-8", errors="replace")
+        parts.append(text)
+        size += len(text)
+        if size >= max_bytes:
+            break
+    return "\n\n".join(parts)
+
+
+SOURCES = {"packages": (package_texts, "installed packages' METADATA and license texts"),
+           "stdlib": (stdlib_source, "the standard library's .py source")}
+
+
+def build(vocab: int = 2048, max_bytes: int = 4_000_000, source: str = "packages") -> dict:
     """Write the corpus's token shard and tokenizer.json under DATA; returns where and what they are."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    text = package_texts(max_bytes)
+    read, what = SOURCES[source]
+    text = read(max_bytes)
     sha = hashlib.sha256(text.encode()).hexdigest()
-    out = DATA / f"pkgtext-{sha[:12]}-v{vocab}"
+    out = DATA / f"{source}-{sha[:12]}-v{vocab}"
     shard, tok_file = out / "tokens.bin", out / "tokenizer.json"
     if not shard.is_file():
         out.mkdir(parents=True, exist_ok=True)
@@ -63,8 +84,9 @@ def build(vocab: int = 2048, max_bytes: int = 4_000_000) -> dict:
         tmp.rename(shard)
     n = shard.stat().st_size // 2
     return {"path": str(shard), "tokenizer": str(tok_file), "vocab_size": vocab, "tokens": int(n),
-            "sha256": sha, "chars": len(text), "source": "installed packages' METADATA and license texts"}
+            "sha256": sha, "chars": len(text), "source": what}
 
 
 if __name__ == "__main__":
-    print(build())
+    for name in SOURCES:
+        print(build(source=name))

@@ -251,18 +251,27 @@ def to_shape(cfg: PretrainConfig, *, target_model: str | None, target_width: int
             f"the sweep tuned {proxy.n_layers} layers without a depth rule, and the best learning rate moves with "
             f"depth, so it does not carry to {target.n_layers} layers; rerun the sweep with a depth rule (a --config "
             "whose model section has depth_rule: completep) or export at the proxy's depth (--target-width)")
+    style = ("norm", "mlp", "positions", "linear_bias")
+    if target_model and any(getattr(target, k) != getattr(proxy, k) for k in style):
+        raise SweepError(
+            f"the proxy was tuned with {proxy.norm}/{proxy.mlp}/{proxy.positions} blocks and the target preset "
+            f"{target_model} uses {target.norm}/{target.mlp}/{target.positions}: hyperparameters tuned on one block "
+            "do not carry to the other; sweep a proxy of the target's style (e.g. --model llama-tiny for a Llama target)")
     if target.n_heads != proxy.n_heads:
         raise SweepError(
             f"μP here transfers across width at a fixed head count, but the proxy has {proxy.n_heads} heads and "
             f"the target {target.n_heads}; sweep a proxy with n_heads {target.n_heads}, or use --target-width "
             "and --target-depth (which keep the proxy's heads)")
-    keep = {k: getattr(proxy, k) for k in ("dropout", "qkv_bias", "parametrization", *TRANSFERABLE_MUP)}
+    keep = {k: getattr(proxy, k) for k in ("dropout", "qkv_bias", "parametrization", *TRANSFERABLE_MUP,
+                                           "norm", "mlp", "positions", "linear_bias")}
     base_width = proxy.base_width or proxy.emb_dim
     base_depth = proxy.base_depth or proxy.n_layers
     ruled = proxy.depth_rule != "none"
     target = replace(target, **keep, vocab_size=proxy.vocab_size,
                      base_width=base_width if proxy.parametrization == "mup" else None,
                      base_depth=base_depth if ruled else None)
+    if proxy.mlp_hidden is not None and not target_model:  # a set MLP size widens with the model
+        target = replace(target, mlp_hidden=round(proxy.mlp_hidden * target.emb_dim / proxy.emb_dim))
     problems = target.problems()
     if problems:
         raise SweepError(f"target model: {'; '.join(problems)}")
