@@ -73,7 +73,8 @@ def cmd_transfer(args: argparse.Namespace) -> int:
 
     opts = SweepOptions.from_namespace(args, mode="grid")
     run_transfer(opts, widths=args.widths, lrs=args.lrs, parametrizations=args.parametrizations,
-                 base_width=args.base_width, seeds=args.seeds)
+                 base_width=args.base_width, depths=args.depths, depth_rules=args.depth_rules,
+                 base_depth=args.base_depth, seeds=args.seeds)
     return 0
 
 
@@ -120,7 +121,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     for path in export(_sweep_dir(args), Path(args.out), trial_id=args.trial, fmt=args.format, force=args.force,
                        target_model=args.target_model, target_width=args.target_width,
-                       target_tokens=args.target_tokens):
+                       target_depth=args.target_depth, target_tokens=args.target_tokens):
         print(f"wrote {path}")
     return 0
 
@@ -191,19 +192,23 @@ def register_sweep_commands(sub) -> None:
     p.add_argument("--format", default="native", choices=("native", "litgpt"), help="config format")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     g = p.add_argument_group("carry the tuned config to the run you will train")
-    g.add_argument("--target-model", help="a model preset (e.g. gpt2-124m): width transfer, μP sweeps only")
+    g.add_argument("--target-model", help="a model preset (e.g. gpt2-124m): its width needs a μP sweep, its "
+                                          "depth a sweep with a depth rule (model.depth_rule)")
     g.add_argument("--target-width", type=number(int, low=1),
-                   help="the target emb_dim, keeping the proxy's depth and heads "
-                                                    "(μP sweeps only)")
+                   help="the target emb_dim, keeping the proxy's heads (μP sweeps only)")
+    g.add_argument("--target-depth", type=number(int, low=1),
+                   help="the target n_layers (sweeps with model.depth_rule completep or depth-mup)")
     g.add_argument("--target-tokens", type=parse_count, help="the target's token budget (e.g. 10B): LR, batch, "
                                                              "warmup and steps from the budget-ladder fit "
                                                              "(`hpsearch scale` sweeps only)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("transfer", help="width-transfer study: an LR grid at several widths, SP vs μP",
-                       description="Run the same LR grid at several widths for SP and μP as one grid sweep, "
-                                   "and write transfer.csv/.json/.png: the best LR per width and its drift "
-                                   "in octaves. Resumable with --name NAME --resume.")
+    p = sub.add_parser("transfer", help="transfer study: an LR grid at several widths and/or depths, with and "
+                                        "without the rule that should carry it",
+                       description="Run the same LR grid at several widths (SP vs μP) and/or depths (no rule vs "
+                                   "CompleteP) as one grid sweep, and write transfer.csv/.json/.png: the best LR "
+                                   "per size and its drift in octaves (undetermined where an optimum sits on the "
+                                   "grid's edge). Resumable with --name NAME --resume.")
     g = p.add_argument_group("the study")
     g.add_argument("--widths", type=parse_list(int, low=1), help="emb_dim values, e.g. 64,128,256,512")
     g.add_argument("--lrs", type=parse_list(float, low=0, low_open=True),
@@ -211,7 +216,13 @@ def register_sweep_commands(sub) -> None:
     g.add_argument("--parametrizations", type=parse_list(str), default=["sp", "mup"],
                    help="sp, mup or both (default: sp,mup)")
     g.add_argument("--base-width", type=number(int, low=1), help="μP base width (default: the narrowest width)")
-    g.add_argument("--seeds", type=parse_list(int, low=0), default=[0], help="training seeds per point (default: 0)")
+    g.add_argument("--depths", type=parse_list(int, low=1), help="n_layers values, e.g. 2,4,8")
+    g.add_argument("--depth-rules", type=parse_list(str), default=["none", "completep"],
+                   help="none, completep, depth-mup (default: none,completep)")
+    g.add_argument("--base-depth", type=number(int, low=1), help="depth rule's base depth (default: the shallowest)")
+    g.add_argument("--seeds", type=parse_list(int, low=0), default=[0, 1],
+                   help="training seed values, each point trained once per seed (default: 0,1; one value "
+                        "trains that seed)")
     add_sweep_arguments(p, exclude=STUDY_EXCLUDES)
     p.set_defaults(func=cmd_transfer)
 

@@ -94,16 +94,17 @@ class Sweep:
 
     def export(self, path: str | os.PathLike, *, format: str = "native", trial_id: str | None = None,
                force: bool = False, target_model: str | None = None, target_width: int | None = None,
-               target_tokens: int | None = None, log: Log = print) -> list[Path]:
+               target_depth: int | None = None, target_tokens: int | None = None, log: Log = print) -> list[Path]:
         """Write the best (or ``trial_id``'s) config to ``path`` as ``hpsearch export`` does; the files written.
 
-        ``format``: native (``hpsearch pretrain --config``) or litgpt. ``target_model`` / ``target_width``
-        carry it to another width (μP sweeps), ``target_tokens`` to another budget (`hpsearch scale` ladders).
+        ``format``: native (``hpsearch pretrain --config``) or litgpt. ``target_model`` / ``target_width`` /
+        ``target_depth`` carry it to another shape (μP sweeps for width, a depth rule for depth),
+        ``target_tokens`` to another budget (`hpsearch scale` ladders).
         """
         from hpsearch.export import export
 
         return export(self.path, Path(path), trial_id=trial_id, fmt=format, force=force, target_model=target_model,
-                      target_width=target_width, target_tokens=target_tokens, log=log)
+                      target_width=target_width, target_depth=target_depth, target_tokens=target_tokens, log=log)
 
     def report(self, *, reruns: int = 0, top: int = 5, log: Log = print) -> Path:
         """Write the HTML report (plots, checks; ``reruns`` seeds of the best two) and return its index.html."""
@@ -194,18 +195,25 @@ def load(name_or_path: str | os.PathLike, *, results_dir: str | os.PathLike = "r
     return Sweep.read(path.resolve())
 
 
-def transfer(*, widths: Sequence[int], lrs: Sequence[float], parametrizations: Sequence[str] = ("sp", "mup"),
-             base_width: int | None = None, seeds: Sequence[int] = (0,), model: str | None = None,
+def transfer(*, lrs: Sequence[float], widths: Sequence[int] | None = None,
+             parametrizations: Sequence[str] = ("sp", "mup"), base_width: int | None = None,
+             depths: Sequence[int] | None = None, depth_rules: Sequence[str] = ("none", "completep"),
+             base_depth: int | None = None, seeds: Sequence[int] = (0, 1), model: str | None = None,
              name: str | None = None, results_dir: str | os.PathLike | None = None, resume: bool = False,
              log: Log = print, **options: Any) -> TransferOutcome:
-    """The width-transfer study, as ``hpsearch transfer``: the same LR grid at several widths for SP and
-    μP as one grid sweep; returns the table, each width's best LR and its drift in octaves.
-    ``options``: any other SweepOptions field (``data``, ``max_tokens_per_trial``, ``cpus_per_trial``, ...)."""
+    """The transfer study, as ``hpsearch transfer``: the same LR grid at several widths (SP vs μP) and/or
+    depths (no rule vs CompleteP) as one grid sweep; returns the table, each size's best LR and the drift
+    in octaves. ``options``: any other SweepOptions field (``data``, ``max_tokens_per_trial``, ...)."""
     from hpsearch.transfer import run_transfer
 
     opts = _study_options(model=model, name=name, results_dir=results_dir, resume=resume, **options)
-    return run_transfer(opts, widths=list(widths), lrs=list(lrs), parametrizations=list(parametrizations),
-                        base_width=base_width, seeds=list(seeds), log=log or (lambda line: None))
+    return run_transfer(opts, widths=_list(widths), lrs=list(lrs), parametrizations=list(parametrizations),
+                        base_width=base_width, depths=_list(depths), depth_rules=list(depth_rules),
+                        base_depth=base_depth, seeds=list(seeds), log=log or (lambda line: None))
+
+
+def _list(values: Sequence | None) -> list | None:
+    return None if values is None else list(values)
 
 
 def scale(*, budgets: Sequence[int], lrs: Sequence[float], batch_sizes: Sequence[int], seeds: Sequence[int] = (0, 1),

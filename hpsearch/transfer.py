@@ -31,11 +31,14 @@ from hpsearch.options import SweepOptions
 from search_spaces import Space, parse_space
 from trainables.errors import SweepError
 from trainables.files import atomic_write, atomic_write_text
-from trainables.model_config import PARAMETRIZATIONS, preset_config
+from trainables.model_config import DEPTH_RULES, PARAMETRIZATIONS, preset_config
 from trainables.status import RANKED
 
 
 LOSS = "best_val_loss"
+ARM_KEYS = ("parametrization", "depth_rule")
+"""What a study compares: parametrizations across width, depth rules across depth."""
+SIZE_KEYS = ("emb_dim", "n_layers")
 
 
 @dataclass(frozen=True)
@@ -44,106 +47,160 @@ class TransferOutcome:
     table: pd.DataFrame
     optima: pd.DataFrame
     drift: dict[str, float]
-    """Parametrization -> |log2(best LR widest / best LR narrowest)|, in octaves."""
+    """Arm -> largest |log2(best LR at a size / best LR at the smallest size)|, in octaves; NaN if undetermined."""
+    undetermined: dict[str, str]
+    """Arm -> why its drift is not known (an optimum on the LR grid's edge) and which LRs to add."""
 
 
-def transfer_space(*, model: str, widths: list[int], lrs: list[float], parametrizations: list[str],
-                   base_width: int | None = None, seeds: list[int] | None = None) -> Space:
-    """The study's grid: parametrization x emb_dim x peak_lr (x seed), base_width fixed."""
+def transfer_space(*, model: str, widths: list[int] | None = None, lrs: list[float],
+                   parametrizations: list[str] = ("sp", "mup"), base_width: int | None = None,
+                   depths: list[int] | None = None, depth_rules: list[str] = ("none", "completep"),
+                   base_depth: int | None = None, seeds: list[int] | None = None) -> Space:
+    """The study's grid: peak_lr x (parametrization x emb_dim) x (depth_rule x n_layers) (x seed)."""
+    widths, depths = sorted(set(widths or [])), sorted(set(depths or []))
     problems = []
-    if len(widths) < 2:
-        problems.append(f"--widths needs 2 or more widths to compare, got {widths}")
+    if len(widths) < 2 and len(depths) < 2:
+        problems.append("give --widths or --depths (or both) with 2 or more values to compare, "
+                        f"got widths {widths or 'none'}, depths {depths or 'none'}")
     if len(lrs) < 3:
         problems.append(f"--lrs needs 3 or more learning rates to locate an optimum, got {lrs}")
-    bad = [p for p in parametrizations if p not in PARAMETRIZATIONS]
-    if bad:
-        problems.append(f"--parametrizations {','.join(bad)}: choose from {', '.join(PARAMETRIZATIONS)}")
+    if widths:
+        bad = [p for p in parametrizations if p not in PARAMETRIZATIONS]
+        if bad:
+            problems.append(f"--parametrizations {','.join(bad)}: choose from {', '.join(PARAMETRIZATIONS)}")
+    if depths:
+        bad = [r for r in depth_rules if r not in DEPTH_RULES]
+        if bad:
+            problems.append(f"--depth-rules {','.join(bad)}: choose from {', '.join(DEPTH_RULES)}")
     if any(lr <= 0 or not math.isfinite(lr) for lr in lrs):
         problems.append(f"--lrs must be positive numbers, got {lrs}")
-    base = base_width or min(widths, default=1)
-    for w in sorted(set(widths)):
-        cfg = preset_config(model, emb_dim=w, parametrization="mup", base_width=base)
-        problems += [f"width {w}: {p}" for p in cfg.problems()]
+    bw = (base_width or min(widths)) if widths else None
+    bd = (base_depth or min(depths)) if depths else None
+    for w in widths or [None]:
+        for d in depths or [None]:
+            shape = {k: v for k, v in (("emb_dim", w), ("n_layers", d)) if v is not None}
+            cfg = preset_config(model, **shape, parametrization="mup" if widths else "sp", base_width=bw,
+                                depth_rule="completep" if depths else "none", base_depth=bd)
+            problems += [f"{' x '.join(f'{k} {v}' for k, v in shape.items())}: {p}" for p in cfg.problems()]
     if problems:
         raise SweepError("; ".join(dict.fromkeys(problems)))
-    axes = {"parametrization": {"grid": list(parametrizations)}, "emb_dim": {"grid": sorted(set(widths))},
-            "peak_lr": {"grid": sorted(set(lrs))}}
+    axes: dict = {}
+    fixed: dict = {}
+    if widths:
+        axes |= {"parametrization": {"grid": list(parametrizations)}, "emb_dim": {"grid": widths}}
+        fixed["base_width"] = bw
+    if depths:
+        axes |= {"depth_rule": {"grid": list(depth_rules)}, "n_layers": {"grid": depths}}
+        fixed["base_depth"] = bd
+    axes["peak_lr"] = {"grid": sorted(set(lrs))}
     if seeds and len(seeds) > 1:
         axes["seed"] = {"grid": list(seeds)}
-    return parse_space({"name": "width-transfer",
-                        "description": f"{len(lrs)} LRs x widths {sorted(set(widths))}, "
-                                       f"{'/'.join(parametrizations)}, base width {base}",
-                        "axes": axes, "fixed": {"base_width": base}}, source="hpsearch transfer")
+    elif seeds:
+        fixed["seed"] = seeds[0]  # one seed is honoured too: the study trains that seed, not the config's
+    what = " and ".join(x for x in (f"widths {widths}" if widths else "", f"depths {depths}" if depths else "") if x)
+    return parse_space({"name": "transfer", "description": f"{len(lrs)} LRs x {what}", "axes": axes,
+                        "fixed": fixed}, source="hpsearch transfer")
 
 
 def transfer_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Loss per (parametrization, emb_dim, peak_lr), mean over seeds; diverged/invalid trials count as inf."""
+    """Loss per (arm, size, peak_lr): mean and std over seeds; diverged/invalid trials count as inf."""
     t = trials.copy()
     t["loss"] = pd.to_numeric(t[LOSS], errors="coerce").where(t["status"].isin(RANKED))
     t["loss"] = t["loss"].fillna(math.inf)
-    return (t.groupby(["parametrization", "emb_dim", "peak_lr"], as_index=False)
-             .agg(loss=("loss", "mean"), runs=("loss", "size"))
-             .sort_values(["parametrization", "emb_dim", "peak_lr"], kind="stable").reset_index(drop=True))
+    arms = [k for k in ARM_KEYS if k in t.columns and t[k].notna().any()]
+    sizes = [k for k in SIZE_KEYS if k in t.columns and t[k].nunique(dropna=True) > 1]
+    arms = [a for a in arms if (a == "parametrization" and "emb_dim" in sizes) or (a == "depth_rule" and "n_layers" in sizes)]
+    t["arm"] = t[arms].astype(str).agg("/".join, axis=1) if arms else "all"
+    keys = ["arm", *arms, *sizes, "peak_lr"]
+    return (t.groupby(keys, as_index=False)
+             .agg(loss=("loss", "mean"), loss_std=("loss", "std"), runs=("loss", "size"))
+             .sort_values(keys, kind="stable").reset_index(drop=True))
+
+
+def _sizes(table: pd.DataFrame) -> list[str]:
+    return [k for k in SIZE_KEYS if k in table.columns]
 
 
 def lr_optima(table: pd.DataFrame) -> pd.DataFrame:
-    """Best LR per (parametrization, width), its drift in octaves from the narrowest width, and edge flags."""
+    """Best LR per (arm, size), its drift in octaves from the smallest size, and edge flags."""
     rows = []
     lrs = sorted(table["peak_lr"].unique())
-    for p, by_param in table.groupby("parametrization", sort=False):
+    sizes = _sizes(table)
+    for arm, by_arm in table.groupby("arm", sort=False):
         ref = None
-        for w, g in by_param.groupby("emb_dim"):
+        for size, g in by_arm.groupby(sizes):
+            size = dict(zip(sizes, size if isinstance(size, tuple) else (size,)))
             finite = g[np.isfinite(g["loss"])]
+            row = {"arm": arm, **{k: int(v) for k, v in size.items()}}
             if finite.empty:
-                rows.append({"parametrization": p, "emb_dim": int(w), "best_lr": math.nan, "loss": math.inf,
-                             "drift_octaves": math.nan, "edge": "no finished trial"})
+                rows.append({**row, "best_lr": math.nan, "loss": math.inf, "drift_octaves": math.nan,
+                             "edge": "no finished trial"})
                 continue
             best = finite.loc[finite["loss"].idxmin()]
             ref = best["peak_lr"] if ref is None else ref
             edge = "lowest LR" if best["peak_lr"] == lrs[0] else "highest LR" if best["peak_lr"] == lrs[-1] else ""
-            rows.append({"parametrization": p, "emb_dim": int(w), "best_lr": float(best["peak_lr"]),
-                         "loss": float(best["loss"]), "drift_octaves": math.log2(best["peak_lr"] / ref),
-                         "edge": edge})
+            rows.append({**row, "best_lr": float(best["peak_lr"]), "loss": float(best["loss"]),
+                         "loss_std": float(best["loss_std"]) if "loss_std" in best and pd.notna(best["loss_std"]) else math.nan,
+                         "drift_octaves": math.log2(best["peak_lr"] / ref), "edge": edge})
     return pd.DataFrame(rows)
 
 
-def drift_octaves(optima: pd.DataFrame) -> dict[str, float]:
-    """Per parametrization: |log2(best LR at the widest width / at the narrowest)| (NaN if either is missing)."""
-    out = {}
-    for p, g in optima.groupby("parametrization", sort=False):
-        g = g.sort_values("emb_dim")
-        first, last = g["best_lr"].iloc[0], g["best_lr"].iloc[-1]
-        out[p] = abs(math.log2(last / first)) if math.isfinite(first) and math.isfinite(last) else math.nan
-    return out
+def drift_octaves(optima: pd.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
+    """(arm -> largest |drift| from the smallest size, arm -> why undetermined).
+
+    An optimum on the LR grid's edge (or a size with no finished trial) leaves the drift unknown: the
+    arm's drift is NaN and the reason names the LRs to add, never a drift of 0.
+    """
+    drift, undetermined = {}, {}
+    lrs_edge = {"lowest LR": "below", "highest LR": "above"}
+    for arm, g in optima.groupby("arm", sort=False):
+        where = [(", ".join(f"{k} {r[k]}" for k in _sizes(optima) if k in r), r["edge"]) for _, r in g.iterrows() if r["edge"]]
+        if where:
+            undetermined[arm] = "; ".join(
+                f"{size}: best LR on the grid's {edge}" + (f", add LRs {lrs_edge[edge]} {g.loc[g['edge'] == edge, 'best_lr'].iloc[0]:g}"
+                                                           if edge in lrs_edge else "") for size, edge in where)
+            drift[arm] = math.nan
+        else:
+            drift[arm] = float(g["drift_octaves"].abs().max())
+    return drift, undetermined
+
+
+def _size_label(row, sizes: list[str]) -> str:
+    names = {"emb_dim": "width", "n_layers": "depth"}
+    return ", ".join(f"{names[k]} {int(row[k])}" for k in sizes)
 
 
 def plot_transfer(table: pd.DataFrame, optima: pd.DataFrame, path: Path) -> Path:
-    """Validation loss against LR, one curve per width, one panel per parametrization; best LR marked."""
+    """Validation loss against LR, one curve per size, one panel per arm; best LR marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    params = list(dict.fromkeys(table["parametrization"]))
-    fig = Figure(figsize=(5.2 * len(params), 4.2))
+    arms = list(dict.fromkeys(table["arm"]))
+    sizes = _sizes(table)
+    drift, undetermined = drift_octaves(optima)
+    fig = Figure(figsize=(5.2 * len(arms), 4.2))
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, len(params), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(1, len(arms), sharey=True, squeeze=False)[0]
     finite = table["loss"][np.isfinite(table["loss"])]
-    for ax, p in zip(axes, params):
-        for w, g in table[table["parametrization"] == p].groupby("emb_dim"):
+    lrs = sorted(set(table["peak_lr"]))
+    for ax, arm in zip(axes, arms):
+        for size, g in table[table["arm"] == arm].groupby(sizes):
+            size = size if isinstance(size, tuple) else (size,)
             g = g[np.isfinite(g["loss"])]
-            line, = ax.plot(g["peak_lr"], g["loss"], marker="o", ms=3, label=f"width {w}")
-            best = optima[(optima["parametrization"] == p) & (optima["emb_dim"] == w)]
+            line, = ax.plot(g["peak_lr"], g["loss"], marker="o", ms=3, label=_size_label(dict(zip(sizes, size)), sizes))
+            best = optima[(optima["arm"] == arm) & np.logical_and.reduce([optima[k] == v for k, v in zip(sizes, size)])]
             if len(best) and math.isfinite(best["best_lr"].iloc[0]):
                 ax.plot(best["best_lr"], best["loss"], marker="*", ms=12, color=line.get_color())
         ax.set_xscale("log")
-        lrs = sorted(set(table["peak_lr"]))
         if len(lrs) <= 12:  # label the grid's own LRs, not matplotlib's overlapping minor ticks
             ax.set_xticks(lrs, [f"{v:g}" for v in lrs], rotation=45, fontsize=8)
             ax.minorticks_off()
-        ax.set_title(f"{p.upper()}: best LR drift {drift_octaves(optima).get(p, math.nan):.2f} octaves")
+        moved = "undetermined (optimum on the grid's edge)" if arm in undetermined else f"{drift.get(arm, math.nan):.2f} octaves"
+        ax.set_title(f"{arm}: best LR drift {moved}", fontsize=9)
         ax.set_xlabel("peak learning rate")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("best validation loss")
+    axes[0].set_ylabel("best validation loss (mean over seeds)")
     if len(finite):
         axes[0].set_ylim(finite.min() - 0.05, min(finite.max(), finite.min() + 3.0) + 0.05)
     fig.tight_layout()
@@ -155,33 +212,56 @@ def write_transfer(sweep_dir: Path, trials: pd.DataFrame) -> TransferOutcome:
     """transfer.csv / .json / .png of a finished transfer sweep."""
     table = transfer_table(trials)
     optima = lr_optima(table)
-    drift = drift_octaves(optima)
+    drift, undetermined = drift_octaves(optima)
     atomic_write_text(sweep_dir / "transfer.csv", table.to_csv(index=False))
-    record = {"lr_drift_octaves": drift, "optima": optima.replace({math.inf: None}).to_dict("records"),
-              "note": "drift is a lower bound where a best LR sits on the edge of the LR grid"}
+    record = {"lr_drift_octaves": {k: (None if math.isnan(v) else v) for k, v in drift.items()},
+              "undetermined": undetermined, "seeds": int(table["runs"].max()) if len(table) else 0,
+              "optima": optima.replace({math.inf: None}).to_dict("records"),
+              "note": "drift: the largest |log2(best LR / best LR at the smallest size)| over sizes; null where an "
+                      "optimum sits on the LR grid's edge (undetermined: add the LRs named)"}
     atomic_write_text(sweep_dir / "transfer.json", json.dumps(record, indent=2, default=float))
     plot_transfer(table, optima, sweep_dir / "transfer.png")
-    return TransferOutcome(sweep_dir, table, optima, drift)
+    return TransferOutcome(sweep_dir, table, optima, drift, undetermined)
+
+
+def summary_lines(result: TransferOutcome) -> list[str]:
+    """One line per arm: its drift, or why it is undetermined."""
+    sizes = _sizes(result.optima)
+    span = ", ".join(f"{k} {int(result.optima[k].min())}-{int(result.optima[k].max())}" for k in sizes)
+    out = []
+    for arm, octaves in result.drift.items():
+        if arm in result.undetermined:
+            out.append(f"{arm}: drift undetermined ({result.undetermined[arm]})")
+        else:
+            out.append(f"{arm}: best LR moved at most {octaves:.2f} octaves across {span}")
+    return out
 
 
 def run_transfer(opts: SweepOptions, *, widths: list[int] | None, lrs: list[float] | None,
                  parametrizations: list[str] = ("sp", "mup"), base_width: int | None = None,
-                 seeds: list[int] | None = None, log=print) -> TransferOutcome:
-    """Run (or resume) the study as one grid sweep and write its tables and plot."""
+                 depths: list[int] | None = None, depth_rules: list[str] = ("none", "completep"),
+                 base_depth: int | None = None, seeds: list[int] | None = None, log=print) -> TransferOutcome:
+    """Run (or resume) the study as one grid sweep and write its tables and plot.
+
+    An interrupted study writes nothing and concludes nothing: SweepError names the resume command.
+    """
     from hpsearch.sweep import run_sweep
 
     space = None
     if not opts.resume:
-        if not widths or not lrs:
-            raise SweepError("hpsearch transfer needs --widths and --lrs (or --name NAME --resume)")
+        if not (widths or depths) or not lrs:
+            raise SweepError("hpsearch transfer needs --lrs and --widths and/or --depths (or --name NAME --resume)")
         space = transfer_space(model=opts.model, widths=widths, lrs=lrs, parametrizations=list(parametrizations),
-                               base_width=base_width, seeds=seeds)
+                               base_width=base_width, depths=depths, depth_rules=list(depth_rules),
+                               base_depth=base_depth, seeds=seeds)
     outcome = run_sweep(replace(opts, mode="grid", num_samples=1), space=space, log=log)
+    if outcome.interrupted:
+        raise SweepError(f"the study was interrupted ({outcome.interrupted} trial(s) did not finish), so it concludes "
+                         f"nothing yet; finish it with `hpsearch transfer --name {outcome.name} --resume`")
     result = write_transfer(outcome.sweep_dir, outcome.trials)
     log("")
     log(result.optima.to_string(index=False))
-    for p, octaves in result.drift.items():
-        log(f"{p}: best LR moved {octaves:.2f} octaves from width {int(result.optima['emb_dim'].min())} "
-            f"to {int(result.optima['emb_dim'].max())}")
+    for line in summary_lines(result):
+        log(line)
     log(f"wrote {outcome.sweep_dir / 'transfer.png'}, transfer.csv and transfer.json")
     return result

@@ -28,7 +28,7 @@ def test_readme_config_block_lists_every_key_with_its_default():
     for key, value in shown["model"].items():
         assert defaults["model"][key] == value, key
     commented = re.findall(r"(\w+):", "".join(re.findall(r"#.*", block)))
-    missing = set(defaults["model"]) - set(shown["model"]) - set(commented) - {"base_width", "mup_input_mult",
+    missing = set(defaults["model"]) - set(shown["model"]) - set(commented) - {"base_width", "base_depth", "mup_input_mult",
                                                                                  "mup_output_mult", "mup_zero_readout"}
     assert not missing, f"README's model block does not mention {missing}"
 

@@ -36,7 +36,10 @@ def with_model(cfg: PretrainConfig, **model) -> PretrainConfig:
 WIDTHS = (32, 64, 128, 256)
 
 
-def coordinate_slopes(parametrization: str, tokens: np.ndarray) -> dict[str, float]:
+LLAMA = {"norm": "rmsnorm", "mlp": "swiglu", "positions": "rope", "linear_bias": False}
+
+
+def coordinate_slopes(parametrization: str, tokens: np.ndarray, **style) -> dict[str, float]:
     """Slope of log2(mean |activation|) vs log2(width) after 3 Adam steps at lr 1e-2, per module.
 
     Widths 32..256 at 4 heads (head dim 8..64), base width 32; 2 layers, vocab 512 (real tokens
@@ -51,7 +54,7 @@ def coordinate_slopes(parametrization: str, tokens: np.ndarray) -> dict[str, flo
         for seed in (0, 1, 2):
             torch.manual_seed(seed)
             cfg = GPTConfig(vocab_size=V, context_len=T, emb_dim=width, n_layers=2, n_heads=4, dropout=0.0,
-                            parametrization=parametrization, base_width=WIDTHS[0])
+                            parametrization=parametrization, base_width=WIDTHS[0], **style)
             model = GPT(cfg)
             opt = torch.optim.AdamW(param_groups(model, 0.0), lr=1e-2)
             for group in opt.param_groups:
@@ -76,17 +79,21 @@ def coordinate_slopes(parametrization: str, tokens: np.ndarray) -> dict[str, flo
     return {k: float(np.polyfit(np.log2(WIDTHS), np.log2(v), 1)[0]) for k, v in means.items()}
 
 
-def test_coordinates_stay_put_as_width_grows_under_mup_and_blow_up_under_sp(embedded_tokens):
+@pytest.mark.parametrize("style", [{}, LLAMA], ids=["gpt2-block", "llama-block"])
+def test_coordinates_stay_put_as_width_grows_under_mup_and_blow_up_under_sp(embedded_tokens, style):
     # After a few Adam steps a hidden update adds ~lr per weight entry, aligned with its input, so
     # under SP a layer's output grows like lr * width (slope 1; the logits start at slope 0.5 from
     # the fixed-std init). μP's 1/m LRs and readout multiplier cancel that: slope 0 up to finite-width
     # noise, measured at |slope| <= 0.02 here; 0.25 leaves room for seeds and BLAS while staying far
     # below what SP shows (hidden slopes 1.5-2, logits 0.6).
-    mup = coordinate_slopes("mup", embedded_tokens)
-    sp = coordinate_slopes("sp", embedded_tokens)
+    mup = coordinate_slopes("mup", embedded_tokens, **style)
+    sp = coordinate_slopes("sp", embedded_tokens, **style)
     assert set(mup) == {"embedding", "attn0", "mlp0", "attn1", "mlp1", "logits"}
     flat = {k: round(v, 3) for k, v in mup.items()}
-    assert all(abs(v) < 0.25 for v in mup.values()), f"μP slopes not flat: {flat}"
+    # The Llama block (RMSNorm gains, SwiGLU's product of two projections) keeps a finite-width drift in
+    # its MLP output at these tiny widths: measured -0.21 to -0.30, against SP's 1.7-2.6.
+    limit = 0.35 if style else 0.25
+    assert all(abs(v) < limit for v in mup.values()), f"μP slopes not flat: {flat}"
     assert sp["logits"] > 0.4, f"SP control: logits did not grow with width: {sp}"
     assert min(sp[k] for k in ("attn0", "mlp0", "attn1", "mlp1")) > 1.0, f"SP control: {sp}"
     assert abs(sp["embedding"]) < 0.25  # embeddings are width-independent in both

@@ -21,7 +21,7 @@ QUIET = ["--model", "nano", "--eval-freq", "4", "--eval-iter", "1", "--no-dashbo
 def transfer_sweep(tmp_path_factory, ray_session):
     results = tmp_path_factory.mktemp("transfer")
     rc = main(["transfer", "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--max-tokens-per-trial", "4096",
-               "--name", "w", "--results-dir", str(results), *QUIET])
+               "--seeds", "0", "--name", "w", "--results-dir", str(results), *QUIET])
     assert rc == 0
     return results
 
@@ -37,16 +37,28 @@ def ladder(tmp_path_factory, ray_session):
 
 def test_lr_optima_and_drift_from_a_known_table():
     table = pd.DataFrame({
-        "parametrization": ["sp"] * 6 + ["mup"] * 6,
-        "emb_dim": [32, 32, 32, 128, 128, 128] * 2,
-        "peak_lr": [1e-3, 2e-3, 4e-3] * 4,
-        "loss": [5.0, 4.0, 4.5, 4.1, 4.6, 5.0,   # sp: best 2e-3 at 32, 1e-3 (edge) at 128
-                 5.0, 4.0, 4.5, 5.0, 3.9, 4.4],  # mup: best 2e-3 at both widths
+        "arm": ["sp"] * 9 + ["mup"] * 9,
+        "emb_dim": [32, 32, 32, 64, 64, 64, 128, 128, 128] * 2,
+        "peak_lr": [1e-3, 2e-3, 4e-3] * 6,
+        "loss": [5.0, 4.0, 4.5, 4.2, 4.1, 4.6, 4.1, 4.6, 5.0,   # sp: best 2e-3 at 32 and 64, 1e-3 (edge) at 128
+                 5.0, 4.0, 4.5, 4.4, 3.9, 4.0, 5.0, 3.9, 4.4],  # mup: best 2e-3 at every width
     })
     optima = lr_optima(table)
-    sp = optima[optima["parametrization"] == "sp"].set_index("emb_dim")
+    sp = optima[optima["arm"] == "sp"].set_index("emb_dim")
     assert sp.loc[128, "best_lr"] == 1e-3 and sp.loc[128, "drift_octaves"] == -1.0 and sp.loc[128, "edge"] == "lowest LR"
-    assert drift_octaves(optima) == {"sp": 1.0, "mup": 0.0}
+    drift, undetermined = drift_octaves(optima)
+    assert drift["mup"] == 0.0 and "mup" not in undetermined
+    # an optimum on the grid's edge is never reported as a drift: it names the LRs to add
+    assert math.isnan(drift["sp"]) and undetermined["sp"] == "emb_dim 128: best LR on the grid's lowest LR, add LRs below 0.001"
+
+
+def test_depth_drift_is_the_largest_over_depths():
+    table = pd.DataFrame({
+        "arm": ["completep"] * 12, "n_layers": [2] * 4 + [4] * 4 + [8] * 4, "peak_lr": [1e-3, 2e-3, 4e-3, 8e-3] * 3,
+        "loss": [5.0, 4.0, 4.5, 4.9, 5.0, 4.5, 4.0, 4.9, 5.0, 4.0, 4.5, 4.9],  # 2e-3, 4e-3, 2e-3
+    })
+    drift, undetermined = drift_octaves(lr_optima(table))
+    assert drift == {"completep": 1.0} and undetermined == {}
 
 
 def test_width_study_is_one_grid_sweep_with_a_table_and_a_plot(transfer_sweep):
@@ -57,11 +69,16 @@ def test_width_study_is_one_grid_sweep_with_a_table_and_a_plot(transfer_sweep):
     table = pd.read_csv(d / "transfer.csv")
     assert len(table) == 12 and table["loss"].map(math.isfinite).all()
     record = json.loads((d / "transfer.json").read_text())
-    assert set(record["lr_drift_octaves"]) == {"sp", "mup"}
-    # the drift is the distance, in octaves, between the best LRs of the narrowest and widest width
+    assert set(record["lr_drift_octaves"]) == {"sp", "mup"} and record["seeds"] == 1
+    # the drift is the distance, in octaves, between the best LRs of the narrowest and widest width,
+    # or null with the LRs to add where an optimum sits on the grid's edge
+    lrs = sorted(table["peak_lr"].unique())
     for p, octaves in record["lr_drift_octaves"].items():
         best = table[table["parametrization"] == p].loc[lambda t: t.groupby("emb_dim")["loss"].idxmin()]
-        assert octaves == pytest.approx(abs(math.log2(best["peak_lr"].iloc[-1] / best["peak_lr"].iloc[0])))
+        if set(best["peak_lr"]) & {lrs[0], lrs[-1]}:
+            assert octaves is None and "add LRs" in record["undetermined"][p]
+        else:
+            assert octaves == pytest.approx(abs(math.log2(best["peak_lr"].iloc[-1] / best["peak_lr"].iloc[0])))
     assert (d / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -76,7 +93,7 @@ def test_mup_trial_exports_to_a_wider_model_and_sp_is_refused(transfer_sweep, tm
     assert (cfg.model.emb_dim, cfg.model.base_width, cfg.model.parametrization) == (256, 32, "mup")
     assert cfg.model.width_mult == 8 and cfg.train.peak_lr == pytest.approx(mup["peak_lr"])
     side = yaml.safe_load(out.with_name("wide.provenance.yaml").read_text())
-    assert side["width_transfer"]["width_mult"] == 8.0 and side["trial"] == mup["trial_id"]
+    assert side["shape_transfer"]["width_mult"] == 8.0 and side["trial"] == mup["trial_id"]
 
     capsys.readouterr()
     assert main(["export", "w", *where, "--trial", sp["trial_id"], "--target-width", "256",

@@ -1,7 +1,10 @@
-"""A GPT-2 style language model: one file, readable in one sitting.
+"""A GPT-2 style language model, or a Llama-style one: one file, readable in one sitting.
 
 Token + position embeddings -> dropout -> n pre-LayerNorm blocks (causal self-attention through
 ``scaled_dot_product_attention`` and a 4x GELU(tanh) MLP) -> final LayerNorm -> output head (no bias).
+The Llama-style options (``norm: rmsnorm``, ``mlp: swiglu``, ``positions: rope``, ``linear_bias:
+false``; the ``llama-*`` presets) swap in RMSNorm, a SwiGLU MLP and rotary q/k without a position table,
+with litgpt's parameter names and math (tests/test_llama.py checks the loss and gradients against litgpt).
 The output head is not tied to the token embedding by default, as in the source documents (so
 "124M" counts 163M parameters); ``tie_embeddings`` shares it.
 
@@ -56,21 +59,58 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.n_heads = cfg.n_heads
         self.qkv = nn.Linear(cfg.emb_dim, 3 * cfg.emb_dim, bias=cfg.qkv_bias)
-        self.proj = nn.Linear(cfg.emb_dim, cfg.emb_dim)
+        self.proj = nn.Linear(cfg.emb_dim, cfg.emb_dim, bias=cfg.linear_bias)
         self.dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
         self.scale = attention_scale(cfg)
+        self.rope = cfg.positions == "rope"
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)  # 3 x (B, T, C)
         q, k, v = (t.view(B, T, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        # (B, nh, T, hs); flash / memory-efficient kernels where the device has them
+        # (B, nh, T, hs)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        # flash / memory-efficient kernels where the device has them
         y = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True, scale=self.scale
         )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
         return self.resid_drop(self.proj(y))
+
+
+def rope_cache(head_dim: int, length: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin, each (length, head_dim), of the rotary angles pos * base^(-2i/head_dim) (RoFormer §3.4)."""
+    theta = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))  # (hd/2,)
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), theta).repeat(1, 2)  # (T, hd)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, nh, T, hd) by the cached angles, in the "rotate half" layout of Llama and litgpt."""
+    half = x.size(-1) // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    T = x.size(-2)
+    return (x * cos[:T] + rotated * sin[:T]).to(x.dtype)
+
+
+class SwiGLU(nn.Module):
+    """Llama's MLP: proj(silu(fc_1(x)) * fc_2(x)), litgpt's parameter names."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.fc_1 = nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.linear_bias)
+        self.fc_2 = nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.linear_bias)
+        self.proj = nn.Linear(cfg.hidden_dim, cfg.emb_dim, bias=cfg.linear_bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.silu(self.fc_1(x)) * self.fc_2(x)))  # (B, T, C)
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    return nn.LayerNorm(cfg.emb_dim) if cfg.norm == "layernorm" else nn.RMSNorm(cfg.emb_dim, eps=1e-5)
 
 
 def attention_scale(cfg: GPTConfig) -> float | None:
@@ -92,21 +132,24 @@ class Block(nn.Module):
         super().__init__()
         # the depth rule's branch multiplier (base_depth / n_layers)^α: 1 without a rule or at base depth
         self.branch_mult = cfg.depth_mult ** -cfg.depth_alpha if cfg.depth_alpha is not None else 1.0
-        self.ln1 = nn.LayerNorm(cfg.emb_dim)
+        self.ln1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg)
-        self.ln2 = nn.LayerNorm(cfg.emb_dim)
-        self.mlp = nn.Sequential(
-            nn.Linear(cfg.emb_dim, 4 * cfg.emb_dim),
-            nn.GELU(approximate="tanh"),
-            nn.Linear(4 * cfg.emb_dim, cfg.emb_dim),
-            nn.Dropout(cfg.dropout),
-        )
+        self.ln2 = make_norm(cfg)
+        if cfg.mlp == "swiglu":
+            self.mlp = SwiGLU(cfg)
+        else:  # GPT-2's, as a Sequential so checkpoints keep the names mlp.0 / mlp.2
+            self.mlp = nn.Sequential(
+                nn.Linear(cfg.emb_dim, cfg.hidden_dim, bias=cfg.linear_bias),
+                nn.GELU(approximate="tanh"),
+                nn.Linear(cfg.hidden_dim, cfg.emb_dim, bias=cfg.linear_bias),
+                nn.Dropout(cfg.dropout),
+            )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if self.branch_mult != 1.0:
-            x = x + self.branch_mult * self.attn(self.ln1(x))
+            x = x + self.branch_mult * self.attn(self.ln1(x), rope)
             return x + self.branch_mult * self.mlp(self.ln2(x))
-        x = x + self.attn(self.ln1(x))
+        x = x + self.attn(self.ln1(x), rope)
         return x + self.mlp(self.ln2(x))
 
 
@@ -132,10 +175,14 @@ class GPT(nn.Module):
         self.cfg = cfg
         mup = cfg.parametrization == "mup"
         self.tok_emb = nn.Embedding(cfg.padded_vocab, cfg.emb_dim)
-        self.pos_emb = nn.Embedding(cfg.context_len, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_len, cfg.emb_dim) if cfg.positions == "learned" else None
+        if cfg.positions == "rope":  # not parameters, not saved: rebuilt from the config
+            cos, sin = rope_cache(cfg.emb_dim // cfg.n_heads, cfg.context_len, cfg.rope_base)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.ln_f = nn.LayerNorm(cfg.emb_dim)
+        self.ln_f = make_norm(cfg)
         self.head = nn.Linear(cfg.emb_dim, cfg.padded_vocab, bias=False)
         if cfg.tie_embeddings:
             self.head.weight = self.tok_emb.weight  # (vocab, C) serves both
@@ -165,7 +212,7 @@ class GPT(nn.Module):
         # the init keeps the proxy's depth (base_depth), so a deeper model draws the proxy's weights.
         init_depth = cfg.n_layers / cfg.depth_mult
         for name, p in self.named_parameters():
-            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
+            if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):  # attn.proj, mlp.2 / mlp.proj
                 nn.init.normal_(p, mean=0.0, std=cfg.init_std / math.sqrt(2 * init_depth))
         if cfg.parametrization != "mup":
             return
@@ -182,13 +229,15 @@ class GPT(nn.Module):
         B, T = idx.shape
         if T > self.cfg.context_len:
             raise ValueError(f"sequence length {T} exceeds model.context_len {self.cfg.context_len}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.tok_emb(idx) + self.pos_emb(pos)  # (B, T, C)
+        x = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(torch.arange(T, device=idx.device))
         if self.input_mult != 1.0:
             x = x * self.input_mult
         x = self.drop(x)
+        rope = (self.rope_cos, self.rope_sin) if self.cfg.positions == "rope" else None
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         x = self.ln_f(x)
         if self.readout_mult != 1.0:  # μP: on the (B, T, C) input, cheaper than on the logits
             x = x * self.readout_mult

@@ -28,7 +28,8 @@ from trainables.status import COMPLETED, DIVERGED
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SHAPE_KEYS = ("vocab_size", "pad_vocab", "context_len", "emb_dim", "n_layers", "n_heads", "qkv_bias",
-              "tie_embeddings", "parametrization", "base_width", "depth_rule", "base_depth")
+              "tie_embeddings", "parametrization", "base_width", "depth_rule", "base_depth", "linear_bias", "norm", "mlp",
+              "mlp_hidden", "positions", "rope_base")
 """Model fields a checkpoint must share with the config it resumes under (shapes, tying, μP's scaling)."""
 
 EvalCallback = Callable[[dict, Callable[[Path], None]], None]
