@@ -35,7 +35,6 @@ def one_line(message: object) -> str:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from trainables.config import PretrainConfig, load_config, parse_scalar
-    from trainables.pretrain import pretrain
 
     config = load_config(args.config) if args.config else PretrainConfig()
     if args.max_tokens is not None:
@@ -43,6 +42,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.overrides:
         config = config.with_overrides({k: parse_scalar(v) for k, v in args.overrides.items()},
                                        source="command-line overrides")
+    from trainables.pretrain import pretrain  # PyTorch: only once the config is known to be valid
+
     out = Path(args.out) if args.out else Path("results") / "pretrain" / (Path(args.config).stem if args.config else "default")
     summary = pretrain(config, out_dir=out, resume=args.resume)
     first = summary.evals[0]["val_loss"] if summary.evals else float("nan")

@@ -296,7 +296,6 @@ def write_study(storage_url: str, study_name: str, trials, curves, space) -> int
 
     from search_spaces.dists import IntRange, LogUniform, Uniform
     from trainables.files import plain
-
     from trainables.status import EARLY_STOPPED, METRIC
 
     def distribution(dist):

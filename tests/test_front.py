@@ -11,10 +11,10 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def test_sweep_and_load_give_the_same_sweep(tmp_path):
-    s = hpsearch.sweep("smoke", mode="random", num_samples=3, smoke_test=True, max_tokens_per_trial=512,
+    s = hpsearch.sweep("smoke", mode="grid", smoke_test=True, max_tokens_per_trial=512,
                        name="front", results_dir=tmp_path, dashboard=False, verbose=0, log=None)
     assert isinstance(s, hpsearch.Sweep) and s.name == "front" and s.path == tmp_path / "front"
-    assert len(s.trials) == 3 and set(s.trials["status"]) == {"completed"} and s.finished
+    assert len(s.trials) == 4 and set(s.trials["status"]) == {"completed"} and s.finished
     assert s.axes == ["peak_lr", "batch_size"]
 
     again = hpsearch.load("front", results_dir=tmp_path)
@@ -28,8 +28,8 @@ def test_sweep_and_load_give_the_same_sweep(tmp_path):
     assert written == [tmp_path / "best.yaml"] and load_config(written[0]) == again.best_config()
     assert again.best_config().train.peak_lr == s.best["peak_lr"]
     assert again.best_config(s.trials["trial_id"].iloc[0]).train.batch_size == s.trials["batch_size"].iloc[0]
-    assert len(again.study.trials) == 3 and again.study.best_value == pytest.approx(s.best["best_val_loss"])
-    assert str(again).startswith("sweep front (random): 3 trials: 3 completed")
+    assert len(again.study.trials) == 4 and again.study.best_value == pytest.approx(s.best["best_val_loss"])
+    assert str(again).startswith("sweep front (grid): 4 trials: 4 completed")
 
 
 def test_front_door_names_are_typed_keyword_only_and_fail_as_one_family(tmp_path):
