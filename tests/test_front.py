@@ -11,7 +11,7 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 def test_sweep_and_load_give_the_same_sweep(tmp_path):
-    s = hpsearch.sweep("smoke", mode="grid", smoke_test=True, max_tokens_per_trial=512,
+    s = hpsearch.sweep("smoke", mode="grid", smoke_test=True, max_tokens_per_trial=1024,
                        name="front", results_dir=tmp_path, dashboard=False, verbose=0, log=None)
     assert isinstance(s, hpsearch.Sweep) and s.name == "front" and s.path == tmp_path / "front"
     assert len(s.trials) == 4 and set(s.trials["status"]) == {"completed"} and s.finished
