@@ -106,16 +106,17 @@ def litgpt_differences(cfg: PretrainConfig) -> list[str]:
     """What litgpt runs differently from hpsearch for this config (none of it tuned by the sweep)."""
     m, t = cfg.model, cfg.train
     out = [f"positions: rotary (litgpt) instead of learned absolute embeddings ({m.context_len * m.emb_dim:,} "
-           "parameters fewer)",
-           "init: GPT-NeoX's (std sqrt(2/(5 n_embd)); output projections 1/(sqrt(n_embd) n_layer))"
+           "parameters fewer)"] if m.positions == "learned" else []
+    out += ["init: GPT-NeoX's (std sqrt(2/(5 n_embd)); output projections 1/(sqrt(n_embd) n_layer))"
            f" instead of N(0, {m.init_std:g})",
            "gradients are clipped on every step; hpsearch clips only after warmup"]
     if m.dropout:
         out.append(f"dropout {m.dropout:g} is not applied: litgpt's GPT has no dropout")
     if t.initial_lr and (t.warmup_steps or t.warmup_fraction):
         out.append(f"warmup rises from LR 0, not from initial_lr {t.initial_lr:g}")
-    if not m.qkv_bias:
-        out.append(f"q/k/v have biases in litgpt ({3 * m.emb_dim * m.n_layers:,} parameters more)")
+    if m.qkv_bias != m.linear_bias:  # litgpt's one `bias` covers q/k/v and the other linears alike
+        out.append(f"q/k/v {'have' if m.linear_bias else 'lack'} biases in litgpt "
+                   f"({3 * m.emb_dim * m.n_layers:,} parameters {'more' if m.linear_bias else 'fewer'})")
     return out
 
 
@@ -145,14 +146,15 @@ def to_litgpt(cfg: PretrainConfig, *, corpus_tokens: int | None = None, tuned=()
             "n_layer": m.n_layers,
             "n_head": m.n_heads,
             "n_embd": m.emb_dim,
-            "bias": True,
+            "bias": m.linear_bias,
             "lm_head_bias": False,
-            "norm_class_name": "LayerNorm",
+            "norm_class_name": "LayerNorm" if m.norm == "layernorm" else "RMSNorm",
             "norm_eps": 1e-5,
-            "mlp_class_name": "GptNeoxMLP",
-            "intermediate_size": 4 * m.emb_dim,
+            "mlp_class_name": "GptNeoxMLP" if m.mlp == "gelu" else "LLaMAMLP",
+            "intermediate_size": m.hidden_dim,
             "gelu_approximate": "tanh",
             "parallel_residual": False,
+            **({"rotary_percentage": 1.0, "rope_base": int(m.rope_base)} if m.positions == "rope" else {}),
         },
         "out_dir": f"out/pretrain/{tag}",
         "devices": 1,

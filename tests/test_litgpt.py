@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from hpsearch.export import litgpt_yaml, to_litgpt
 from trainables.config import PretrainConfig
@@ -24,12 +25,12 @@ HAVE_LITGPT = importlib.util.find_spec("litgpt") is not None
 needs_litgpt = pytest.mark.skipif(not HAVE_LITGPT, reason="litgpt is not installed: pip install -e '.[litgpt]'")
 
 
-def config(**train) -> PretrainConfig:
+def config(preset: str = "nano", **train) -> PretrainConfig:
     """A nano model litgpt trains in seconds on a CPU: warmup from 0 and no dropout, as litgpt does them."""
     base = {"batch_size": 4, "max_tokens": 4 * 32 * 12, "peak_lr": 5e-3, "initial_lr": 0.0, "min_lr": 1e-4,
             "warmup_steps": 3, "weight_decay": 0.05, "max_norm": 0.5, "seed": 7}
-    return PretrainConfig.from_dict({"model": {"preset": "nano", "dropout": 0.0, "qkv_bias": True},
-                                     "train": {**base, **train}, "eval": {"eval_freq": 4, "eval_iter": 2}})
+    model = {"preset": preset, "dropout": 0.0, "qkv_bias": preset == "nano"}
+    return PretrainConfig.from_dict({"model": model, "train": {**base, **train}, "eval": {"eval_freq": 4, "eval_iter": 2}})
 
 
 # -- what cannot be expressed is refused in one line ---------------------------------------------
@@ -116,6 +117,22 @@ def test_litgpts_parser_reads_the_export_as_written(tmp_path):
 
 
 @needs_litgpt
+def test_a_llama_style_export_is_litgpts_llama_with_our_parameters(tmp_path):
+    from litgpt.config import Config
+    from litgpt.model import GPT as LitGPT
+
+    from trainables.model import GPT
+
+    cfg = config("llama-nano")
+    model = yaml.safe_load(write_export(tmp_path, cfg).read_text())["model_config"]
+    assert (model["norm_class_name"], model["mlp_class_name"], model["bias"]) == ("RMSNorm", "LLaMAMLP", False)
+    assert (model["intermediate_size"], model["rotary_percentage"], model["rope_base"]) == (128, 1.0, 10000)
+    lit = LitGPT(Config(**model))
+    ours = dict(GPT(cfg.model).named_parameters())
+    assert sorted(p.numel() for p in lit.parameters()) == sorted(p.numel() for p in ours.values())
+
+
+@needs_litgpt
 def test_litgpts_data_batches_are_the_trials_batches():
     from trainables.corpus import LitGPTData, WindowLoader, load_tokens, split_tokens
 
@@ -148,11 +165,12 @@ def test_the_tokenizer_dir_gives_litgpt_hpsearchs_token_ids(tmp_path):
 
 
 @needs_litgpt
-def test_litgpt_pretrain_runs_the_export_unchanged(tmp_path):
+@pytest.mark.parametrize("preset", ["nano", "llama-nano"])
+def test_litgpt_pretrain_runs_the_export_unchanged(tmp_path, preset):
     """`litgpt pretrain --config FILE`, nothing added: 12 steps on the embedded corpus, hpsearch's LR schedule."""
     from trainables.corpus import litgpt_tokenizer_dir
 
-    cfg = config()
+    cfg = config(preset)
     f = write_export(tmp_path, cfg, tokenizer_dir=str(litgpt_tokenizer_dir(tmp_path / "tok")))
     env = {**os.environ, "TORCHDYNAMO_DISABLE": "1"}  # skip torch.compile: minutes on a CPU, no difference here
     run = subprocess.run([sys.executable, "-m", "litgpt", "pretrain", "--config", str(f)], cwd=tmp_path, env=env,
@@ -161,7 +179,7 @@ def test_litgpt_pretrain_runs_the_export_unchanged(tmp_path):
     assert run.returncode == 0, out[-3000:]
     assert "Final evaluation | val loss" in out
     assert f"Total tokens  : {4 * 32 * 12:,}" in out
-    run_dir = tmp_path / "out" / "pretrain" / "hpsearch-nano"
+    run_dir = tmp_path / "out" / "pretrain" / f"hpsearch-{preset}"
     assert (run_dir / "final" / "lit_model.pth").is_file() and (run_dir / "final" / "tokenizer.json").is_file()
     rows = list(csv.DictReader(open(next(run_dir.glob("logs/csv/version_*/metrics.csv")))))
     lrs = {int(r["iter"]): float(r["learning_rate"]) for r in rows if r.get("learning_rate")}

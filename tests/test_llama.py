@@ -102,3 +102,15 @@ def test_bad_llama_values_are_one_line_config_errors(key, value, expect):
 def test_rope_needs_an_even_head_dim():
     with pytest.raises(ConfigError, match="rope needs an even head dim"):
         PretrainConfig.from_dict({"model": {"preset": "llama-nano", "emb_dim": 6, "n_heads": 2}})
+
+
+def test_token_ids_beyond_the_vocabulary_are_one_line_data_errors(embedded_tokens):
+    from trainables.errors import DataError
+    from trainables.pretrain import Run
+
+    raw = nano_config().to_dict()
+    small = PretrainConfig.from_dict({**raw, "model": {"preset": "llama-nano", "vocab_size": 512}})
+    with pytest.raises(DataError, match=r"corpus: token id \d+ is not below model.vocab_size 512"):
+        Run(small, embedded_tokens)
+    ok = Run(small, embedded_tokens % 512)  # ids inside the vocabulary: the run builds
+    assert ok.model.tok_emb.weight.shape == (512, 32)

@@ -103,6 +103,10 @@ class Run:
     def __init__(self, config: PretrainConfig, tokens: np.ndarray, *, source: str = "corpus"):
         self.config = config
         self.plan = plan_run(config, len(tokens), source=source)
+        top = int(tokens.max()) if len(tokens) else 0
+        if top >= config.model.vocab_size:  # an id the embedding has no row for: say so, never an IndexError
+            raise DataError(f"{source}: token id {top} is not below model.vocab_size {config.model.vocab_size:,}, so "
+                            "the ids came from a larger vocabulary; set model.vocab_size to your tokenizer's size")
         self.engine = Engine.resolve(config.train)
         self.device = self.engine.device
         cuda = self.device.type == "cuda"
