@@ -88,6 +88,9 @@ def litgpt_refusals(cfg: PretrainConfig, tuned=()) -> list[str]:
     if m.depth_rule != "none":
         return [f"litgpt cannot express the depth rule {m.depth_rule} (residual branch multipliers, per-group LR "
                 "and Adam ε by depth); export --format native and run it with `hpsearch pretrain`"]
+    if t.schedule != "cosine":
+        return [f"litgpt pretrain runs warmup + cosine only, and this config's schedule is {t.schedule}; "
+                "export --format native and run it with `hpsearch pretrain`"]
     out = []
     tuned = set(tuned)
     if "dropout" in tuned and m.dropout:
