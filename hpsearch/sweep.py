@@ -89,7 +89,8 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
     if plan.opts.budget_tokens:
         used = int(pd.to_numeric(trials.get("tokens_seen"), errors="coerce").fillna(0).sum()) if len(trials) else 0
         skips.append(f"tokens trained: {used:,} of the --budget-tokens {plan.opts.budget_tokens:,} "
-                     f"({used / plan.opts.budget_tokens:.0%}; trials running when it was reached finished their run)")
+                     f"({used / plan.opts.budget_tokens:.0%} used; a trial starts only if its whole run of "
+                     f"{plan.max_t:,} tokens fits in what is left, so the budget is never exceeded)")
     record = json.loads((plan.sweep_dir / "sweep.json").read_text())
     for key in ("finished", "interrupted"):
         record.pop(key, None)
@@ -117,7 +118,8 @@ def describe(plan: SweepPlan) -> list[str]:
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
     if o.budget_tokens:
-        lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")
+        lines.append(f"sweep budget: {o.budget_tokens:,} tokens in all, never exceeded: a trial starts only if its "
+                     f"whole run ({plan.max_t:,} tokens) fits in what is left; what ASHA stops early is given back")
     lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}"
                  + ("" if o.mode != "grid" else " (written when the sweep ends)"))
     return lines

@@ -201,14 +201,37 @@ def default_grace(max_t: int, warmup_tokens: int = 0) -> int:
 
 
 class TokenBudget:
-    """Tokens trained by a search's trials so far (the latest ``tokens_seen`` of each), against a budget."""
+    """A search's token budget as a promise: a trial starts only if its whole run fits in what is left.
 
-    def _init_budget(self, budget_tokens: int | None) -> None:
+    A trial is charged its planned tokens (``trial_tokens``, the most any trial of the space trains: ASHA's
+    ``max_t``) from the moment it is started until it ends; then the tokens it really trained (the latest
+    ``tokens_seen``), so what ASHA stopped early or a trial that ended early gives back is free again. The
+    budget is never exceeded: used (ended trials) + charged (running ones) + the next trial's plan must fit.
+    """
+
+    def _init_budget(self, budget_tokens: int | None, trial_tokens: int | None = None) -> None:
         self._budget, self._tokens = budget_tokens, {}
+        self._trial_tokens, self._running = int(trial_tokens or 0), set()
 
     def _note_tokens(self, trial_id: str, result: dict) -> None:
         if "tokens_seen" in result:
             self._tokens[trial_id] = int(result["tokens_seen"])
 
+    def _started(self, trial_id: str) -> None:
+        self._running.add(trial_id)
+
+    def _ended(self, trial_id: str) -> None:
+        self._running.discard(trial_id)
+
+    def committed_tokens(self) -> int:
+        """Tokens ended trials trained plus the plans of the running ones (at least what they trained)."""
+        running = sum(max(self._trial_tokens, self._tokens.get(t, 0)) for t in self._running)
+        return running + sum(v for t, v in self._tokens.items() if t not in self._running)
+
+    def budget_fits(self) -> bool:
+        """Whether one more trial's whole run fits in the budget (always, without a budget)."""
+        return not self._budget or self.committed_tokens() + self._trial_tokens <= self._budget
+
     def budget_spent(self) -> bool:
-        return bool(self._budget) and sum(self._tokens.values()) >= self._budget
+        """No further trial can fit and none is running that could give tokens back."""
+        return not self.budget_fits() and not self._running
