@@ -12,7 +12,7 @@ from hpsearch import __version__
 from hpsearch.cluster import register_cluster_commands
 from hpsearch.options import (DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, number, parse_count, parse_list,
                               sweep_dir_of)
-from trainables.errors import HPSearchError, SweepError
+from trainables.errors import HPSearchError, SweepError, shell_command
 from trainables.status import COMPLETED
 
 MAX_ERROR_CHARS = 2000
@@ -59,8 +59,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     outcome = run_sweep(SweepOptions.from_namespace(args))
     if outcome.interrupted:
         print(f"hpsearch: interrupted: {outcome.interrupted} trial(s) did not finish (results so far in "
-              f"{outcome.sweep_dir}); finish with `hpsearch sweep --name {outcome.name} --results-dir "
-              f"{outcome.sweep_dir.parent} --resume`", file=sys.stderr)
+              f"{outcome.sweep_dir}); finish with `"
+              + shell_command("hpsearch", "sweep", "--name", outcome.name, "--results-dir", outcome.sweep_dir.parent,
+                              "--resume") + "`", file=sys.stderr)
         return INTERRUPTED_EXIT
     return 0 if outcome.best is not None else 1
 
@@ -112,8 +113,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     for line in meta.get("skipped") or []:
         print(line)
     if "interrupted" in meta:
-        print(f"interrupted: finish it with "
-              f"`hpsearch sweep --name {args.name} --results-dir {args.results_dir} --resume`")
+        print("interrupted: finish it with `"
+              + shell_command("hpsearch", "sweep", "--name", args.name, "--results-dir", args.results_dir, "--resume")
+              + "`")
     return 0
 
 
@@ -146,12 +148,12 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     sweep_dir = _sweep_dir(args)
     if not (sweep_dir / "sweep.json").is_file():
         raise SweepError(f"no sweep named '{args.name}' in {sweep_dir.parent}; list them with "
-                         f"`hpsearch ls --results-dir {args.results_dir}`")
+                         f"`{shell_command('hpsearch', 'ls', '--results-dir', args.results_dir)}`")
     logdir = sweep_dir / "tune"
     if args.launch and shutil.which("tensorboard") is None:
         raise SweepError("--launch needs TensorBoard, which is not installed: pip install tensorboard "
-                         f"(or run it elsewhere: tensorboard --logdir {logdir})")
-    print(f"tensorboard --logdir {logdir}")
+                         f"(or run it elsewhere: {shell_command('tensorboard', '--logdir', logdir)})")
+    print(shell_command("tensorboard", "--logdir", logdir))
     if args.launch:
         os.execvp("tensorboard", ["tensorboard", "--logdir", str(logdir), "--host", "127.0.0.1"])
     return 0

@@ -88,6 +88,9 @@ def litgpt_refusals(cfg: PretrainConfig, tuned=()) -> list[str]:
     if m.depth_rule != "none":
         return [f"litgpt cannot express the depth rule {m.depth_rule} (residual branch multipliers, per-group LR "
                 "and Adam ε by depth); export --format native and run it with `hpsearch pretrain`"]
+    if t.schedule != "cosine":
+        return [f"litgpt pretrain runs warmup + cosine only, and this config's schedule is {t.schedule}; "
+                "export --format native and run it with `hpsearch pretrain`"]
     out = []
     tuned = set(tuned)
     if "dropout" in tuned and m.dropout:
@@ -337,8 +340,9 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
         if path.is_dir():  # --force overwrites a file, never a directory
             raise SweepError(f"{path} is a directory; export writes files and never replaces a directory: "
                              f"choose another --out" + (f", e.g. --out {out / 'best.yaml'}" if path == out else ""))
-    if out.exists() and not force:
-        raise SweepError(f"{out} already exists; choose another --out or pass --force to overwrite it")
+    for path in (out, out.with_name(out.stem + ".provenance.yaml")):  # the sidecar is never overwritten silently
+        if path.exists() and not force:
+            raise SweepError(f"{path} already exists; choose another --out or pass --force to overwrite it")
     trials, _, meta = res.load(sweep_dir)
     axes = list(meta.get("space", {}).get("axes", {}))
     if trial_id is None:

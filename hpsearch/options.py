@@ -73,8 +73,8 @@ class SweepOptions:
                                         "completed trials that lie inside this space (same model, data and "
                                         "budget), so a widened space trains only its new points")
     # -- budget and early stopping
-    num_samples: int | None = _opt(None, "trials to sample (default 12; grid: repeats of each point, default 1)",
-                                   group=BUDGET, low=1, kind=int)
+    num_samples: int | None = _opt(None, "trials to sample (default 12; grid: repeats of each point, default 1; "
+                                         "at most 1,000,000)", group=BUDGET, low=1, high=1_000_000, kind=int)
     max_tokens_per_trial: int | None = _opt(None, "token budget of each trial (caps num_epochs; the LR schedule "
                                                   "is fitted to it)", group=BUDGET, low=1, kind=int)
     grace_tokens: int | None = _opt(None, "ASHA: tokens every trial trains before it may be stopped "

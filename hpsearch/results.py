@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.files import atomic_write
-from trainables.errors import SweepError, brief
+from trainables.errors import SweepError, brief, shell_command
 from trainables.status import (COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAILED, INTERRUPTED, RANKED,  # noqa: F401
                                RUNNING, SKIPPED, STATUSES)
 
@@ -114,7 +114,7 @@ def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         raise SweepError(f"no sweep at {d}; list sweeps with `ls {d.parent}` or run `hpsearch sweep --name NAME`")
     if not trials_path.is_file():
         raise SweepError(f"{d} has no trials.parquet (the sweep did not finish); "
-                         f"finish it with `hpsearch sweep --name {d.name} --resume`")
+                         f"finish it with `{shell_command('hpsearch', 'sweep', '--name', d.name, '--results-dir', d.parent, '--resume')}`")
     if not meta_path.is_file():
         raise SweepError(f"{meta_path} does not exist; the directory was not written by `hpsearch sweep`")
     try:

@@ -100,25 +100,30 @@ def _as_choice(dist, value):
 
 
 class BudgetedVariantGenerator(TokenBudget, BasicVariantGenerator):
-    """Tune's grid generator that starts no new trial once ``budget_tokens`` are spent.
+    """Tune's grid generator that starts a trial only if its whole run fits in ``budget_tokens``.
     Its state (Tune pickles ``__dict__``) carries the tokens across ``--resume``."""
 
-    def __init__(self, *, budget_tokens: int | None = None, **kw):
+    def __init__(self, *, budget_tokens: int | None = None, trial_tokens: int | None = None, **kw):
         BasicVariantGenerator.__init__(self, **kw)
-        self._init_budget(budget_tokens)
+        self._init_budget(budget_tokens, trial_tokens)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         self._note_tokens(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._note_tokens(trial_id, result or {})  # a stopped trial's last result reaches only this hook
+        self._ended(trial_id)
         super().on_trial_complete(trial_id, result, error)
 
     def next_trial(self):
-        if self.budget_spent():
-            self.set_finished()
-            return None
-        return super().next_trial()
+        if not self.budget_fits():
+            if self.budget_spent():
+                self.set_finished()
+            return None  # a running trial may still give tokens back
+        trial = super().next_trial()
+        if trial is not None:
+            self._started(trial.trial_id)
+        return trial
 
 
 
@@ -137,11 +142,11 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
     """
 
     def __init__(self, *args, proposals: Proposals | None = None, budget_tokens: int | None = None,
-                 warm_start: list[tuple[dict, float]] = (), **kw):
+                 trial_tokens: int | None = None, warm_start: list[tuple[dict, float]] = (), **kw):
         # set before OptunaSearch.__init__, which sets the study up at once when given a space
         self._proposals = proposals
         self._warm = list(warm_start)
-        self._init_budget(budget_tokens)
+        self._init_budget(budget_tokens, trial_tokens)
         self._by_point: dict[tuple, str] = {}  # point -> the Tune trial that trains it
         self._outcomes: dict[str, tuple] = {}  # Tune trial id -> (state, value) it was told
         self._reported: dict[str, set[int]] = {}  # Tune trial id -> steps (tokens) of its intermediate values
@@ -165,8 +170,8 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
     def suggest(self, trial_id: str):
         if trial_id in self._ot_trials or callable(self._space) or not self._space:
             return super().suggest(trial_id)
-        if self.budget_spent():
-            return Searcher.FINISHED
+        if not self.budget_fits():  # the next trial's whole run would not fit in what is left
+            return Searcher.FINISHED if self.budget_spent() else None  # None: ask again when a trial ends
         for ask in range(1, MAX_ASKS + 1):
             ot_trial = self._ot_study.ask(fixed_distributions=self._space)
             params = unflatten_dict(ot_trial.params)
@@ -182,6 +187,7 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
             else:
                 self._by_point[point_key(params)] = trial_id
                 self._ot_trials[trial_id] = ot_trial
+                self._started(trial_id)
                 return params
             if ask % MISSES_BEFORE_UNTRIED == 0:  # the sampler is stuck: hand it an untried point, if any
                 untried = self._untried_point()
@@ -227,6 +233,7 @@ class StatusAwareOptunaSearch(TokenBudget, OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         self._note_tokens(trial_id, result or {})
+        self._ended(trial_id)
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         status = (result or {}).get("hp_status")
@@ -258,7 +265,8 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     """(search_alg, scheduler) for ``mode``; ``tpe`` overrides TPE_OPTIONS (the benchmark's candidates)."""
     if mode == "grid":
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
-        return BudgetedVariantGenerator(max_concurrent=max_concurrent or 0, budget_tokens=budget_tokens), \
+        return BudgetedVariantGenerator(max_concurrent=max_concurrent or 0, budget_tokens=budget_tokens,
+                                        trial_tokens=max_t), \
             FIFOScheduler()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = optuna.storages.RDBStorage(optuna_storage_url(sweep_dir))
@@ -282,7 +290,7 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     else:
         raise ValueError(f"unknown mode {mode!r}")
     search = StatusAwareOptunaSearch(sampler=sampler, study_name=study_name, storage=storage, proposals=proposals,
-                                     budget_tokens=budget_tokens, warm_start=warm_start)
+                                     budget_tokens=budget_tokens, trial_tokens=max_t, warm_start=warm_start)
     return search, scheduler
 
 

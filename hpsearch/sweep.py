@@ -34,7 +34,7 @@ from hpsearch.skips import excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
 from search_spaces import Space
 from trainables.budget import default_grace, max_warmup_tokens
-from trainables.errors import DiskFullError, first_line
+from trainables.errors import DiskFullError, first_line, shell_command
 from trainables.files import atomic_write_text, is_out_of_space
 from trainables.status import INTERRUPTED
 
@@ -89,7 +89,8 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
     if plan.opts.budget_tokens:
         used = int(pd.to_numeric(trials.get("tokens_seen"), errors="coerce").fillna(0).sum()) if len(trials) else 0
         skips.append(f"tokens trained: {used:,} of the --budget-tokens {plan.opts.budget_tokens:,} "
-                     f"({used / plan.opts.budget_tokens:.0%}; trials running when it was reached finished their run)")
+                     f"({used / plan.opts.budget_tokens:.0%} used; a trial starts only if its whole run of "
+                     f"{plan.max_t:,} tokens fits in what is left, so the budget is never exceeded)")
     record = json.loads((plan.sweep_dir / "sweep.json").read_text())
     for key in ("finished", "interrupted"):
         record.pop(key, None)
@@ -105,20 +106,23 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
 
 
 def describe(plan: SweepPlan) -> list[str]:
+    from hpsearch.searchers import optuna_storage_url
+
     o = plan.opts
     lines = [f"sweep '{plan.name}': mode {o.mode}, space '{plan.space.name}' ({len(plan.axes)} axes"
              f", {planned_trials(plan):,} trials), "
              f"model {plan.base.preset}, {o.cpus_per_trial:g} CPU + {o.gpus_per_trial:g} GPU per trial, "
              f"budget {plan.max_t:,} tokens per trial",
-             f"results -> {plan.sweep_dir}; TensorBoard: tensorboard --logdir {plan.tune_dir}"]
+             f"results -> {plan.sweep_dir}; TensorBoard: {shell_command('tensorboard', '--logdir', plan.tune_dir)}"]
     if o.mode == "optuna-asha":
         grace = o.grace_tokens or default_grace(plan.max_t, max_warmup_tokens(plan.base, plan.space, plan.max_t))
         why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
     if o.budget_tokens:
-        lines.append(f"sweep budget: no new trial starts after {o.budget_tokens:,} tokens trained in all")
-    lines.append(f"Optuna study: optuna-dashboard sqlite:///{plan.sweep_dir / 'optuna.db'}"
+        lines.append(f"sweep budget: {o.budget_tokens:,} tokens in all, never exceeded: a trial starts only if its "
+                     f"whole run ({plan.max_t:,} tokens) fits in what is left; what ASHA stops early is given back")
+    lines.append(f"Optuna study: {shell_command('optuna-dashboard', optuna_storage_url(plan.sweep_dir))}"
                  + ("" if o.mode != "grid" else " (written when the sweep ends)"))
     return lines
 
@@ -163,9 +167,10 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     log(f"sweep wall time {outcome.wall_time_s:.0f} s; results in {plan.sweep_dir}")
     if outcome.interrupted:
         log(f"interrupted: {outcome.interrupted} trial(s) did not finish and rank nowhere; finish them with "
-            f"`hpsearch sweep --name {plan.name} --results-dir {plan.sweep_dir.parent} --resume`")
+            f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")
     elif outcome.best_config:
-        log(f"best config: {outcome.best_config}  (run it: hpsearch pretrain --config {outcome.best_config})")
+        log(f"best config: {outcome.best_config}  "
+            f"(run it: {shell_command('hpsearch', 'pretrain', '--config', outcome.best_config)})")
     return outcome
 
 
@@ -173,4 +178,4 @@ def disk_full_stop(plan: SweepPlan, why: str) -> str:
     """One line for a sweep stopped by a full disk: what filled, and how to finish once space is freed."""
     return (f"sweep {plan.name} stopped because the disk is full ({why[:400]}); no trial was retried, and the "
             f"unfinished ones keep their last checkpoint: free space under {plan.sweep_dir.parent}, then run "
-            f"`hpsearch sweep --name {plan.name} --results-dir {plan.sweep_dir.parent} --resume`")
+            f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")

@@ -26,6 +26,46 @@ def test_lr_at_known_steps():
     assert lrs[:11] == sorted(lrs[:11]) and lrs[10:] == sorted(lrs[10:], reverse=True)  # up, then down
 
 
+def test_wsd_and_constant_at_every_phase_boundary():
+    """By hand: 10 warmup steps from 1e-5 to 1e-3, 50 steps in all; WSD decays over the last 10
+    (decay_fraction 0.2) from 1e-3 to 1e-4: flat through step 39, then 1-sqrt: at step 40 (progress 0)
+    1e-3, at step 45 (progress 1/2) 1e-4 + 9e-4 * (1 - sqrt(0.5)), at 49 (progress 9/10)
+    1e-4 + 9e-4 * (1 - sqrt(0.9)); linear halfway 5.5e-4."""
+    kw = dict(warmup_steps=10, total_steps=50, initial_lr=1e-5, peak_lr=1e-3, min_lr=1e-4, schedule="wsd",
+              decay_steps=10)
+    known = {0: 1e-5, 9: 9.01e-4, 10: 1e-3, 25: 1e-3, 39: 1e-3, 40: 1e-3,
+             45: 1e-4 + 9e-4 * (1 - 0.5 ** 0.5), 49: 1e-4 + 9e-4 * (1 - 0.9 ** 0.5)}
+    assert {s: lr_at(s, **kw) for s in known} == pytest.approx(known, rel=1e-12)
+    assert lr_at(45, **kw, decay_shape="linear") == pytest.approx(5.5e-4, rel=1e-12)
+    # a 20-step cosine-shaped decay starts at step 30: step 45 is 3/4 of the way, 1e-4 + 9e-4 * (1 + cos(3pi/4)) / 2
+    assert lr_at(45, **{**kw, "decay_steps": 20}, decay_shape="cosine") == pytest.approx(
+        1e-4 + 9e-4 * (1 - 2 ** -0.5) / 2, rel=1e-12)
+    constant = {s: lr_at(s, **{**kw, "schedule": "constant"}) for s in (0, 9, 10, 49)}
+    assert constant == pytest.approx({0: 1e-5, 9: 9.01e-4, 10: 1e-3, 49: 1e-3}, rel=1e-12)
+
+
+def test_a_wsd_run_plans_its_decay_trains_and_resumes_exactly(tmp_path, embedded_tokens):
+    cfg = nano_config(max_tokens=128 * 16, schedule="wsd", decay_fraction=0.25, decay_shape="linear")
+    cfg = PretrainConfig.from_dict({**cfg.to_dict(), "eval": {"eval_freq": 4, "eval_iter": 2, "checkpoint_freq": 4}})
+    run = Run(cfg, embedded_tokens)
+    assert (run.plan.total_steps, run.plan.decay_steps) == (16, 4)
+    assert [run.lr(s) for s in (2, 11)] == [cfg.train.peak_lr] * 2 and run.lr(15) < run.lr(13) < run.lr(12) == cfg.train.peak_lr
+    straight, resumed = straight_and_resumed(cfg, embedded_tokens, tmp_path)
+    assert resumed.evals == straight.evals and [e["lr"] for e in straight.evals][:2] == [cfg.train.peak_lr] * 2
+
+
+def test_schedule_values_are_one_line_config_errors(embedded_tokens):
+    for train, expect in (({"schedule": "cosin"}, "train.schedule must be one of cosine, wsd, constant, got 'cosin' "
+                                                  "(did you mean 'cosine'?)"),
+                          ({"decay_shape": "sqrt"}, "train.decay_shape must be one of 1-sqrt, linear, cosine"),
+                          ({"decay_fraction": 0}, "train.decay_fraction must be a number in (0, 1], got 0")):
+        with pytest.raises(ConfigError) as info:
+            nano_config(**train)
+        assert expect in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ConfigError, match="the warmup \\(2 steps\\) runs into the WSD decay"):
+        plan_run(nano_config(max_tokens=128 * 4, schedule="wsd", decay_fraction=0.9), len(embedded_tokens))
+
+
 def test_run_uses_the_schedule(embedded_tokens):
     cfg = nano_config()
     run = Run(cfg, embedded_tokens)

@@ -128,23 +128,25 @@ def test_a_converged_sampler_is_handed_untried_points_until_every_valid_one_was_
     assert search._ot_study.user_attrs[EXHAUSTED] == "every valid point of the space has been tried"
 
 
-def test_the_token_budget_ends_the_search_once_spent():
+def test_a_trial_starts_only_if_its_whole_run_fits_and_what_asha_stops_is_given_back():
     search = StatusAwareOptunaSearch(space={"peak_lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
                                      metric=METRIC, mode="min", sampler=optuna.samplers.TPESampler(seed=0),
-                                     budget_tokens=1000)
-    search.suggest("t0")
-    search.on_trial_result("t0", {METRIC: 7.0, "tokens_seen": 600, "training_iteration": 1})
-    search.suggest("t1")
-    search.on_trial_result("t1", {METRIC: 7.0, "tokens_seen": 300, "training_iteration": 1})
-    assert search.suggest("t2") != Searcher.FINISHED  # 900 of 1000
-    search.on_trial_result("t1", {METRIC: 6.0, "tokens_seen": 400, "training_iteration": 2})
-    assert search.suggest("t3") == Searcher.FINISHED  # 1000 of 1000
+                                     budget_tokens=1000, trial_tokens=400)
+    assert search.suggest("t0") and search.suggest("t1")  # 2 x 400 charged, 800 of 1000
+    assert search.suggest("t2") is None  # a third would need 1200: not started, asked again later
+    search.on_trial_result("t0", {METRIC: 7.0, "tokens_seen": 200, "training_iteration": 1})
+    search.on_trial_complete("t0", {METRIC: 7.0, "tokens_seen": 200, "hp_status": "early-stopped"})
+    assert search.committed_tokens() == 600  # t0 gave back 200 of its 400
+    assert search.suggest("t3")  # 600 + 400 = 1000 fits exactly
+    assert search.suggest("t4") is None
+    for t in ("t1", "t3"):
+        search.on_trial_complete(t, {METRIC: 6.0, "tokens_seen": 400, "hp_status": "completed"})
+    assert search.committed_tokens() == 1000 and search.suggest("t5") == Searcher.FINISHED
 
-    grid = BudgetedVariantGenerator(budget_tokens=1000)
-    grid.on_trial_result("a", {"tokens_seen": 999})
-    assert not grid.budget_spent()
-    grid.on_trial_result("b", {"tokens_seen": 1})
-    assert grid.budget_spent() and grid.next_trial() is None and grid.is_finished()
+    grid = BudgetedVariantGenerator(budget_tokens=1000, trial_tokens=600)
+    grid.on_trial_complete("a", {"tokens_seen": 500})
+    assert not grid.budget_fits() and grid.budget_spent()  # 500 + 600 > 1000, nothing running
+    assert grid.next_trial() is None and grid.is_finished()
 
 
 @pytest.mark.parametrize("warmup, expected", [(0, 500), (300, 500), (700, 700), (5000, 999)])
@@ -152,15 +154,27 @@ def test_asha_judges_a_trial_at_half_its_run_and_never_before_the_longest_warmup
     assert default_grace(1000, warmup) == expected
 
 
-def test_a_grid_sweep_starts_no_trial_once_its_token_budget_is_spent(tmp_path, ray_session):
+def test_a_grid_sweep_never_spends_more_than_its_token_budget(tmp_path, ray_session):
     from hpsearch.sweep import SweepOptions, run_sweep
 
     out = run_sweep(SweepOptions(space="smoke", mode="grid", model="nano", max_tokens_per_trial=1024, eval_freq=4,
-                                 eval_iter=1, budget_tokens=1, max_concurrent=1, results_dir=str(tmp_path),
+                                 eval_iter=1, budget_tokens=2500, max_concurrent=2, results_dir=str(tmp_path),
                                  name="budget", dashboard=False, verbose=0), log=lambda _: None)
-    assert len(out.trials) == 1 and out.trials["tokens_seen"].sum() == 1024  # the smoke grid has 4 points
-    assert "tokens trained: 1,024 of the --budget-tokens 1 (102400%; trials running when it was reached finished " \
-           "their run)" in out.skips
+    # the smoke grid has 4 points of 1,024 tokens: two fit in 2,500, a third would not, whatever runs at once
+    assert len(out.trials) == 2 and out.trials["tokens_seen"].sum() == 2048 <= 2500
+    assert ("tokens trained: 2,048 of the --budget-tokens 2,500 (82% used; a trial starts only if its whole run of "
+            "1,024 tokens fits in what is left, so the budget is never exceeded)") in out.skips
+
+
+def test_an_optuna_asha_sweep_with_two_at_once_stays_within_its_budget(tmp_path, ray_session):
+    from hpsearch.sweep import SweepOptions, run_sweep
+
+    out = run_sweep(SweepOptions(space="smoke", mode="optuna-asha", model="nano", max_tokens_per_trial=1024,
+                                 eval_freq=2, eval_iter=1, budget_tokens=3000, max_concurrent=2, num_samples=4,
+                                 results_dir=str(tmp_path), name="asha-budget", dashboard=False, verbose=0),
+                    log=lambda _: None)
+    used = int(out.trials["tokens_seen"].sum())
+    assert 2048 <= used <= 3000, used  # two whole runs always fit; a third only with what ASHA gave back
 
 
 def test_warm_start_tells_the_earlier_trials_inside_the_new_space_and_never_retrains_them(tmp_path):

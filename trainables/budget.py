@@ -31,21 +31,55 @@ def warmup_steps_of(train: TrainArgs, total_steps: int) -> int:
     return train.warmup_steps
 
 
+SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPES = ("1-sqrt", "linear", "cosine")
+
+
+def decay_steps_of(train: TrainArgs, total_steps: int) -> int:
+    """Steps a WSD run spends decaying: ``decay_fraction`` of the run, at least 1 (0 for other schedules)."""
+    if train.schedule != "wsd":
+        return 0
+    return max(1, int(round(train.decay_fraction * total_steps)))
+
+
+def _decay(progress: float, shape: str) -> float:
+    """The decay's share of (peak - min) left at ``progress`` in [0, 1]: 1 at the start, 0 at the end."""
+    if shape == "linear":
+        return 1.0 - progress
+    if shape == "1-sqrt":  # Hägele et al. 2024, §3: the cooldown that matches cosine best
+        return 1.0 - math.sqrt(progress)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, peak_lr: float,
-          min_lr: float) -> float:
-    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine decay.
+          min_lr: float, schedule: str = "cosine", decay_steps: int = 0, decay_shape: str = "1-sqrt") -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then the schedule.
+
+    cosine: from peak_lr to min_lr over the rest of the run (the source documents' schedule).
+    wsd (warmup-stable-decay): peak_lr until the last ``decay_steps`` steps, then ``decay_shape`` down to
+    min_lr (MiniCPM, Hu et al. 2024; Hägele et al. 2024). constant: peak_lr after warmup.
 
     ``step`` counts the optimizer steps already taken, the number a checkpoint stores, so a resumed
     run needs no offset. Step 0 runs at ``initial_lr``, step ``warmup_steps`` (the first clipped one)
-    at ``peak_lr``; the last step, ``total_steps - 1``, stops one cosine step short of ``min_lr``.
+    at ``peak_lr``; a decay's last step, ``total_steps - 1``, stops one step short of ``min_lr``.
     LLMs-from-scratch counts from 1 and its last step lands on ``min_lr``: the same curve shifted by
     one step (its LR at step s + 1 is this one's at step s).
     """
     if step < warmup_steps:
         return initial_lr + step * (peak_lr - initial_lr) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if schedule == "constant":
+        return peak_lr
+    if schedule == "wsd":
+        start = total_steps - decay_steps
+        if step < start:
+            return peak_lr
+        progress = (step - start) / decay_steps
+        shape = decay_shape
+    else:
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        shape = "cosine"
     assert 0.0 <= progress <= 1.0, f"progress {progress} out of [0, 1] at step {step}/{total_steps}"
-    return min_lr + (peak_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_lr + (peak_lr - min_lr) * _decay(progress, shape)
 
 
 @dataclass(frozen=True)
@@ -62,6 +96,7 @@ class RunPlan:
     total_steps: int
     epochs: float  # < num_epochs when max_tokens cuts the run short
     warmup_steps: int  # train.warmup_steps, or train.warmup_fraction of total_steps
+    decay_steps: int = 0  # WSD: the last train.decay_fraction of total_steps (0 for cosine and constant)
 
     def describe(self) -> str:
         return (f"corpus {self.n_tokens:,} tokens (train {self.train_tokens:,} / val {self.val_tokens:,}); "
@@ -96,6 +131,11 @@ def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -
     if t.max_tokens is not None:
         total = min(total, max(1, t.max_tokens // tokens_per_step))
     warmup = warmup_steps_of(t, total)
+    decay = decay_steps_of(t, total)
+    if decay and warmup > total - decay:
+        raise ConfigError(
+            f"the warmup ({warmup} steps) runs into the WSD decay (train.decay_fraction {t.decay_fraction:g} = the last "
+            f"{decay} of {total} steps); lower warmup_steps or decay_fraction, or train longer")
     if warmup >= total:
         what = (f"train.warmup_fraction {t.warmup_fraction:g} ({warmup} steps)" if t.warmup_fraction is not None
                 else f"train.warmup_steps ({warmup})")
@@ -105,7 +145,7 @@ def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -
             + (f", capped by max_tokens {t.max_tokens:,}" if t.max_tokens else "")
             + "); lower warmup_steps or train longer")
     return RunPlan(n_tokens, train_n, val_n, train_windows, val_windows, batches, tokens_per_step,
-                   total, round(total / batches, 3), warmup)
+                   total, round(total / batches, 3), warmup, decay)
 
 
 # -- a sweep ----------------------------------------------------------------------------------------
@@ -161,14 +201,37 @@ def default_grace(max_t: int, warmup_tokens: int = 0) -> int:
 
 
 class TokenBudget:
-    """Tokens trained by a search's trials so far (the latest ``tokens_seen`` of each), against a budget."""
+    """A search's token budget as a promise: a trial starts only if its whole run fits in what is left.
 
-    def _init_budget(self, budget_tokens: int | None) -> None:
+    A trial is charged its planned tokens (``trial_tokens``, the most any trial of the space trains: ASHA's
+    ``max_t``) from the moment it is started until it ends; then the tokens it really trained (the latest
+    ``tokens_seen``), so what ASHA stopped early or a trial that ended early gives back is free again. The
+    budget is never exceeded: used (ended trials) + charged (running ones) + the next trial's plan must fit.
+    """
+
+    def _init_budget(self, budget_tokens: int | None, trial_tokens: int | None = None) -> None:
         self._budget, self._tokens = budget_tokens, {}
+        self._trial_tokens, self._running = int(trial_tokens or 0), set()
 
     def _note_tokens(self, trial_id: str, result: dict) -> None:
         if "tokens_seen" in result:
             self._tokens[trial_id] = int(result["tokens_seen"])
 
+    def _started(self, trial_id: str) -> None:
+        self._running.add(trial_id)
+
+    def _ended(self, trial_id: str) -> None:
+        self._running.discard(trial_id)
+
+    def committed_tokens(self) -> int:
+        """Tokens ended trials trained plus the plans of the running ones (at least what they trained)."""
+        running = sum(max(self._trial_tokens, self._tokens.get(t, 0)) for t in self._running)
+        return running + sum(v for t, v in self._tokens.items() if t not in self._running)
+
+    def budget_fits(self) -> bool:
+        """Whether one more trial's whole run fits in the budget (always, without a budget)."""
+        return not self._budget or self.committed_tokens() + self._trial_tokens <= self._budget
+
     def budget_spent(self) -> bool:
-        return bool(self._budget) and sum(self._tokens.values()) >= self._budget
+        """No further trial can fit and none is running that could give tokens back."""
+        return not self.budget_fits() and not self._running

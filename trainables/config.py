@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from trainables.budget import DECAY_SHAPES, SCHEDULES
 from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.files import plain, read_yaml
 from trainables.model_config import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
@@ -63,7 +64,15 @@ class TrainArgs:
     initial_lr: float = 1e-5
     """LR at step 0; it rises linearly to peak_lr over warmup_steps."""
     min_lr: float = 1e-5
-    """LR the cosine decay ends at."""
+    """LR the decay ends at (cosine, or WSD's final decay)."""
+    schedule: str = "cosine"
+    """After warmup: cosine (to min_lr over the rest of the run, the source documents' schedule), wsd
+    (warmup-stable-decay: peak_lr, then decay_shape to min_lr over the last decay_fraction of the run)
+    or constant (peak_lr to the end)."""
+    decay_fraction: float = 0.2
+    """wsd: the share of the run's steps spent decaying (Hägele et al. 2024: 20 % matches cosine)."""
+    decay_shape: str = "1-sqrt"
+    """wsd: the decay's shape: 1-sqrt (Hägele et al. 2024's best), linear or cosine."""
     warmup_steps: int = 10
     warmup_fraction: float | None = None
     """If set, warmup lasts this fraction of the run's steps (rounded) instead of warmup_steps: one
@@ -143,6 +152,14 @@ class PretrainConfig:
                                                   and 0.0 <= t.warmup_fraction < 1.0):
             out.append(f"train.warmup_fraction must be a number in [0, 1) or null, got {brief(t.warmup_fraction)}")
         positive_int("train", "seed", t.seed, allow_zero=True)
+        for name, allowed in (("schedule", SCHEDULES), ("decay_shape", DECAY_SHAPES)):
+            value = getattr(t, name)
+            if value not in allowed:
+                out.append(f"train.{name} must be one of {', '.join(allowed)}, got {brief(value)}"
+                           f"{did_you_mean(word(value), allowed)}")
+        if not (isinstance(t.decay_fraction, (int, float)) and not isinstance(t.decay_fraction, bool)
+                and 0.0 < t.decay_fraction <= 1.0):
+            out.append(f"train.decay_fraction must be a number in (0, 1], got {brief(t.decay_fraction)}")
         lrs_ok = all(
             [
                 number("train", "peak_lr", t.peak_lr, 0.0, strict=True),

@@ -76,3 +76,10 @@ def brief(value: Any, *, limit: int = 80) -> str:
 
 class DiskFullError(HPSearchError, OSError):
     """A file could not be written for lack of space; the previous version of the file is intact."""
+
+
+def shell_command(*words) -> str:
+    """A command to paste into a shell, every word quoted (a path with spaces or `$(...)` stays one word)."""
+    import shlex
+
+    return shlex.join(str(w) for w in words)

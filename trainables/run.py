@@ -208,7 +208,8 @@ class Run:
         """The schedule's base LR at ``step``; a parameter group runs at this times its lr_scale."""
         t = self.config.train
         return lr_at(step, warmup_steps=self.plan.warmup_steps, total_steps=self.plan.total_steps,
-                     initial_lr=t.initial_lr, peak_lr=t.peak_lr, min_lr=t.min_lr)
+                     initial_lr=t.initial_lr, peak_lr=t.peak_lr, min_lr=t.min_lr, schedule=t.schedule,
+                     decay_steps=self.plan.decay_steps, decay_shape=t.decay_shape)
 
     def set_lr(self, step: int) -> float:
         """Set every group's LR for ``step`` (base LR x the group's lr_scale); returns the base LR."""

@@ -63,18 +63,21 @@ def plot_curves(curves: pd.DataFrame, best: pd.DataFrame, path: Path) -> Path:
 def plot_lr_schedule(trial: pd.Series, config: PretrainConfig, curves: pd.DataFrame | None,
                      path: Path) -> Path:
     """The LR at every step of ``trial`` (run with ``config``), recomputed, with the reported points."""
-    from trainables.budget import lr_at
+    from trainables.budget import decay_steps_of, lr_at
 
     t = config.train
     total = int(trial["steps"]) if "steps" in trial.index and pd.notna(trial["steps"]) else 0
     warmup = warmup_steps_of(t, total)
-    kw = {"warmup_steps": warmup, "initial_lr": t.initial_lr, "peak_lr": t.peak_lr, "min_lr": t.min_lr}
+    kw = {"warmup_steps": warmup, "initial_lr": t.initial_lr, "peak_lr": t.peak_lr, "min_lr": t.min_lr,
+          "schedule": t.schedule, "decay_steps": decay_steps_of(t, total), "decay_shape": t.decay_shape}
     fig, ax = _figure(f"Learning-rate schedule of the best trial ({trial['trial_id']})",
                       "optimizer step", "learning rate")
     if total > 0:
         steps = np.arange(total)  # optimizer steps 0 .. total-1
+        what = {"cosine": f"cosine to {t.min_lr:g}", "constant": "constant",
+                "wsd": f"stable, then {t.decay_shape} to {t.min_lr:g} over the last {t.decay_fraction:g}"}[t.schedule]
         ax.plot(steps, [lr_at(int(s), total_steps=total, **kw) for s in steps], "-", color="C0",
-                label=f"schedule (warmup {warmup}, cosine to {t.min_lr:g})")
+                label=f"schedule (warmup {warmup}, {what})")
     if curves is not None and {"step", "lr"} <= set(curves.columns):
         c = curves[curves["trial_id"].astype(str) == str(trial["trial_id"])]
         # a report after step k carries the lr that step k-1 (0-based) trained with
