@@ -42,7 +42,6 @@ Adam ε also follows μP's width rule (Everett et al. 2024, §3: per-layer ε sc
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
