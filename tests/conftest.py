@@ -33,3 +33,14 @@ def embedded_tokens():
     from trainables.corpus import load_tokens
 
     return load_tokens(None, log=None).tokens
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread beats two that wait on each other on a busy machine (5x here)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -100,3 +100,11 @@ def heavy_imports(argv: list[str]) -> tuple[list[str], int]:
     assert done.returncode == 0, done.stderr
     heavy, code = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
     return ast.literal_eval(heavy), int(code)
+
+
+def with_model(cfg, **model):
+    """``cfg`` with model fields overridden (train, data and eval sections kept)."""
+    from trainables.config import PretrainConfig
+
+    raw = cfg.to_dict()
+    return PretrainConfig.from_dict({**raw, "model": {**raw["model"], **model}})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import nano_config, straight_and_resumed
+from helpers import nano_config, straight_and_resumed, with_model
 
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import CheckpointError, ConfigError
@@ -17,17 +17,7 @@ from trainables.pretrain import Run, pretrain
 DEPTHS = (2, 4, 8, 16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def with_model(cfg: PretrainConfig, **model) -> PretrainConfig:
-    raw = cfg.to_dict()
-    return PretrainConfig.from_dict({**raw, "model": {**raw["model"], **model}})
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 # -- coordinate check across depth -------------------------------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import nano_config, straight_and_resumed
+from helpers import nano_config, straight_and_resumed, with_model
 
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import CheckpointError, ConfigError
@@ -16,19 +16,7 @@ from trainables.pretrain import Run, pretrain
 HIDDEN = ("attn.qkv.weight", "attn.proj.weight", "mlp.0.weight", "mlp.2.weight")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread beats two that wait on each other on a busy machine (5x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def with_model(cfg: PretrainConfig, **model) -> PretrainConfig:
-    """``cfg`` with model fields overridden (and eval/train sections kept)."""
-    raw = cfg.to_dict()
-    return PretrainConfig.from_dict({**raw, "model": {**raw["model"], **model}})
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is fastest
 
 
 # -- (a) coordinate check ---------------------------------------------------------------------
