@@ -138,8 +138,9 @@ def test_a_directory_or_unreadable_file_is_named(tmp_path, capsys):
 # -- 3. numeric flags -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, message", [
-    (["sweep", "--num-samples", "0"], "argument --num-samples: must be >= 1, got 0"),
-    (["sweep", "--num-samples", "-3"], "argument --num-samples: must be >= 1, got -3"),
+    (["sweep", "--num-samples", "0"], "argument --num-samples: must be between 1 and 1000000, got 0"),
+    (["sweep", "--num-samples", "-3"], "argument --num-samples: must be between 1 and 1000000, got -3"),
+    (["sweep", "--num-samples", "99999999999999999999"], "argument --num-samples: must be between 1 and 1000000, got 1e+20"),
     (["sweep", "--max-concurrent", "0"], "argument --max-concurrent: must be >= 1, got 0"),
     (["sweep", "--max-concurrent", "-2"], "argument --max-concurrent: must be >= 1, got -2"),
     (["sweep", "--reduction-factor", "1"], "argument --reduction-factor: must be > 1, got 1"),
