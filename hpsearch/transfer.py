@@ -1,20 +1,21 @@
-"""Width transfer study: does the best learning rate stay put when the model gets wider?
+"""Transfer studies: does the best learning rate stay put when the model gets wider or deeper?
 
     hpsearch transfer --widths 64,128,256,512 --lrs 3e-4,1e-3,3e-3,1e-2,3e-2 --max-tokens-per-trial 200000
+    hpsearch transfer --depths 2,4,8 --lrs 1e-3,2e-3,4e-3,8e-3 --seeds 0,1
 
-runs the same LR grid at several widths (``emb_dim`` at the preset's depth and head count), for the
-standard parametrization and for μP, as ONE grid sweep (resumable with ``--resume`` like any sweep),
-then writes beside the sweep's own tables:
+runs the same LR grid at several widths (``emb_dim`` at the preset's depth and head count; SP against
+μP) and/or depths (``n_layers``; no rule against CompleteP) as ONE grid sweep (resumable with
+``--resume`` like any sweep), then writes beside the sweep's own tables:
 
-    transfer.csv    loss per (parametrization, width, LR), averaged over seeds
-    transfer.json   best LR per width and its drift in octaves from the narrowest width
-    transfer.png    validation loss against LR, one curve per width, one panel per parametrization
+    transfer.csv    loss per (arm, size, LR): mean and std over seeds
+    transfer.json   best LR per size, the drift in octaves, and what is undetermined
+    transfer.png    validation loss against LR, one curve per size, one panel per arm
 
-Drift is log2(best LR at width w / best LR at the narrowest width): 0 means the proxy's LR is the
-wide model's LR; -1 means the wide model wants half of it. A best LR on the edge of the LR grid
-makes the drift a lower bound, and the table says so. Under μP the base width is the narrowest width
-unless ``--base-width`` says otherwise, so the narrowest μP model *is* the SP model (apart from the
-readout's zero init).
+Drift is the largest |log2(best LR at a size / best LR at the smallest size)|: 0 means the proxy's
+LR is the large model's LR. A best LR on the edge of the LR grid leaves the drift undetermined: the
+summary names the LRs to add instead of reporting a number. Under μP the base width is the narrowest
+width and under a depth rule the base depth the shallowest, unless ``--base-width`` /
+``--base-depth`` say otherwise, so the smallest model of every arm is the same model.
 """
 
 from __future__ import annotations
