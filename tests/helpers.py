@@ -108,3 +108,43 @@ def with_model(cfg, **model):
 
     raw = cfg.to_dict()
     return PretrainConfig.from_dict({**raw, "model": {**raw["model"], **model}})
+
+
+def coordinate_slopes(make_model, sizes, tokens, watch, *, lr: float = 1e-2, steps: int = 3) -> dict[str, float]:
+    """Slope of log2(mean |activation|) against log2(size) after ``steps`` Adam steps at ``lr``.
+
+    ``make_model(size)`` builds the model (vocab 512, context 32); ``watch(model)`` names the modules
+    whose outputs are measured. Per size, activations are averaged over 3 seeds (inits), on a batch
+    (8 x 32 real tokens mod 512) the model has not trained on. The coordinate check of μP and the depth rules.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from trainables.model import param_groups
+
+    B, T, V = 8, 32, 512
+    data = torch.from_numpy(tokens[: (steps + 1) * B * (T + 1)].astype(np.int64) % V).view(steps + 1, B, T + 1)
+    means: dict[str, list[float]] = {}
+    for size in sizes:
+        acts: dict[str, list[float]] = {}
+        for seed in (0, 1, 2):
+            torch.manual_seed(seed)
+            model = make_model(size)
+            opt = torch.optim.AdamW(param_groups(model, 0.0), lr=lr)
+            for group in opt.param_groups:
+                group["lr"] = lr * group["lr_scale"]
+            for s in range(steps):
+                loss = F.cross_entropy(model(data[s, :, :-1]).flatten(0, 1), data[s, :, 1:].flatten())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            hooks = [m.register_forward_hook(lambda m, i, out, k=k: acts.setdefault(k, []).append(out.abs().mean().item()))
+                     for k, m in watch(model).items()]
+            with torch.no_grad():
+                model(data[steps, :, :-1])
+            for h in hooks:
+                h.remove()
+        for k, v in acts.items():
+            means.setdefault(k, []).append(float(np.mean(v)))
+    return {k: float(np.polyfit(np.log2(sizes), np.log2(v), 1)[0]) for k, v in means.items()}

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from helpers import nano_config, straight_and_resumed, with_model
+from helpers import coordinate_slopes, nano_config, straight_and_resumed, with_model
 
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import CheckpointError, ConfigError
@@ -22,40 +21,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread is
 
 # -- coordinate check across depth -------------------------------------------------------------
 
-def depth_slopes(rule: str, tokens: np.ndarray, lr: float = 1e-2) -> dict[str, float]:
-    """Slope of log2(mean |activation|) vs log2(depth) after 3 Adam steps, depths 2..16 (base depth 2).
+def depth_slopes(rule: str, tokens: np.ndarray) -> dict[str, float]:
+    """The coordinate check across depths 2..16 (base depth 2), width 64 at 4 heads (tests/helpers.py):
+    ``mid`` and ``last`` are the residual stream after the block halfway down and after the last block,
+    ``logits`` the head's output."""
+    def make(depth):
+        return GPT(GPTConfig(vocab_size=512, context_len=32, emb_dim=64, n_layers=depth, n_heads=4, dropout=0.0,
+                             depth_rule=rule, base_depth=DEPTHS[0]))
 
-    Width 64 at 4 heads, vocab 512 (real tokens mod 512), batches of 8 x 32, three seeds per depth,
-    measured on a batch the model has not trained on. ``mid`` and ``last`` are the residual stream
-    after the block halfway down and after the last block; ``logits`` the head's output.
-    """
-    steps, B, T, V = 3, 8, 32, 512
-    data = torch.from_numpy(tokens[: (steps + 1) * B * (T + 1)].astype(np.int64) % V).view(steps + 1, B, T + 1)
-    means: dict[str, list[float]] = {}
-    for depth in DEPTHS:
-        acts: dict[str, list[float]] = {}
-        for seed in (0, 1, 2):
-            torch.manual_seed(seed)
-            model = GPT(GPTConfig(vocab_size=V, context_len=T, emb_dim=64, n_layers=depth, n_heads=4, dropout=0.0,
-                                  depth_rule=rule, base_depth=DEPTHS[0]))
-            opt = torch.optim.AdamW(param_groups(model, 0.0), lr=lr)
-            for group in opt.param_groups:
-                group["lr"] = lr * group["lr_scale"]
-            for s in range(steps):
-                loss = F.cross_entropy(model(data[s, :, :-1]).flatten(0, 1), data[s, :, 1:].flatten())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            watched = {"mid": model.blocks[depth // 2 - 1], "last": model.blocks[-1], "logits": model.head}
-            hooks = [m.register_forward_hook(lambda m, i, out, k=k: acts.setdefault(k, []).append(out.abs().mean().item()))
-                     for k, m in watched.items()]
-            with torch.no_grad():
-                model(data[steps, :, :-1])
-            for h in hooks:
-                h.remove()
-        for k, v in acts.items():
-            means.setdefault(k, []).append(float(np.mean(v)))
-    return {k: float(np.polyfit(np.log2(DEPTHS), np.log2(v), 1)[0]) for k, v in means.items()}
+    def watch(model):
+        return {"mid": model.blocks[len(model.blocks) // 2 - 1], "last": model.blocks[-1], "logits": model.head}
+
+    return coordinate_slopes(make, DEPTHS, tokens, watch)
 
 
 def test_residual_stream_stays_flat_across_depth_with_the_rule_and_grows_without(embedded_tokens):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import nano_config, straight_and_resumed, with_model
+from helpers import coordinate_slopes, nano_config, straight_and_resumed, with_model
 
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import CheckpointError, ConfigError
@@ -27,44 +27,20 @@ WIDTHS = (32, 64, 128, 256)
 LLAMA = {"norm": "rmsnorm", "mlp": "swiglu", "positions": "rope", "linear_bias": False}
 
 
-def coordinate_slopes(parametrization: str, tokens: np.ndarray, **style) -> dict[str, float]:
-    """Slope of log2(mean |activation|) vs log2(width) after 3 Adam steps at lr 1e-2, per module.
+def width_slopes(parametrization: str, tokens: np.ndarray, **style) -> dict[str, float]:
+    """The coordinate check across widths 32..256 at 4 heads (head dim 8..64), base width 32, 2 layers:
+    the embedding output, every attention and MLP output, and the logits (tests/helpers.py)."""
+    def make(width):
+        return GPT(GPTConfig(vocab_size=512, context_len=32, emb_dim=width, n_layers=2, n_heads=4, dropout=0.0,
+                             parametrization=parametrization, base_width=WIDTHS[0], **style))
 
-    Widths 32..256 at 4 heads (head dim 8..64), base width 32; 2 layers, vocab 512 (real tokens
-    mod 512), batches of 8 x 32 tokens; activations averaged over 3 seeds (inits), measured on a
-    batch the model has not trained on.
-    """
-    steps, B, T, V = 3, 8, 32, 512
-    data = torch.from_numpy(tokens[: (steps + 1) * B * (T + 1)].astype(np.int64) % V).view(steps + 1, B, T + 1)
-    means: dict[str, list[float]] = {}
-    for width in WIDTHS:
-        acts: dict[str, list[float]] = {}
-        for seed in (0, 1, 2):
-            torch.manual_seed(seed)
-            cfg = GPTConfig(vocab_size=V, context_len=T, emb_dim=width, n_layers=2, n_heads=4, dropout=0.0,
-                            parametrization=parametrization, base_width=WIDTHS[0], **style)
-            model = GPT(cfg)
-            opt = torch.optim.AdamW(param_groups(model, 0.0), lr=1e-2)
-            for group in opt.param_groups:
-                group["lr"] = 1e-2 * group["lr_scale"]
-            for s in range(steps):
-                x, y = data[s, :, :-1], data[s, :, 1:]
-                loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            watched = {"embedding": model.drop, "logits": model.head}
-            for i, block in enumerate(model.blocks):
-                watched[f"attn{i}"], watched[f"mlp{i}"] = block.attn, block.mlp
-            hooks = [m.register_forward_hook(lambda m, i, out, k=k: acts.setdefault(k, []).append(out.abs().mean().item()))
-                     for k, m in watched.items()]
-            with torch.no_grad():
-                model(data[steps, :, :-1])
-            for h in hooks:
-                h.remove()
-        for k, v in acts.items():
-            means.setdefault(k, []).append(float(np.mean(v)))
-    return {k: float(np.polyfit(np.log2(WIDTHS), np.log2(v), 1)[0]) for k, v in means.items()}
+    def watch(model):
+        watched = {"embedding": model.drop, "logits": model.head}
+        for i, block in enumerate(model.blocks):
+            watched[f"attn{i}"], watched[f"mlp{i}"] = block.attn, block.mlp
+        return watched
+
+    return coordinate_slopes(make, WIDTHS, tokens, watch)
 
 
 @pytest.mark.parametrize("style", [{}, LLAMA], ids=["gpt2-block", "llama-block"])
@@ -74,8 +50,8 @@ def test_coordinates_stay_put_as_width_grows_under_mup_and_blow_up_under_sp(embe
     # the fixed-std init). μP's 1/m LRs and readout multiplier cancel that: slope 0 up to finite-width
     # noise, measured at |slope| <= 0.02 here; 0.25 leaves room for seeds and BLAS while staying far
     # below what SP shows (hidden slopes 1.5-2, logits 0.6).
-    mup = coordinate_slopes("mup", embedded_tokens, **style)
-    sp = coordinate_slopes("sp", embedded_tokens, **style)
+    mup = width_slopes("mup", embedded_tokens, **style)
+    sp = width_slopes("sp", embedded_tokens, **style)
     assert set(mup) == {"embedding", "attn0", "mlp0", "attn1", "mlp1", "logits"}
     flat = {k: round(v, 3) for k, v in mup.items()}
     # The Llama block (RMSNorm gains, SwiGLU's product of two projections) keeps a finite-width drift in
