@@ -110,6 +110,8 @@ def _parse_values(axis: str, cls: type, args: Any) -> tuple[Dist | None, list[st
             values.append(coerce(axis, value))
         except ValueError as exc:
             problems.append(f"{where} value {exc}")
+    for value in values:  # each value as a config would check it on its own (fixed values get the same)
+        problems += [f"{where} value {brief(value)}: {p}" for p in value_problems(axis, value)]
     dupes = [v for i, v in enumerate(values) if v in values[:i]]
     if dupes:
         problems.append(f"{where} has duplicate values {', '.join(map(repr, dict.fromkeys(dupes)))}; "
@@ -140,5 +142,19 @@ def _parse_range(axis: str, cls: type, args: Any) -> tuple[Dist | None, list[str
     if cls is LogUniform and low <= 0:
         return None, [f"{where} bounds must be > 0 (log scale), but got (low={brief(low)}, high={brief(high)}); "
                       "raise low, or use uniform or choice to include 0"]
-    return cls(low, high), []
+    bounds = [f"{where} bound {brief(b)}: {p}" for b in (low, high) for p in value_problems(axis, b)]
+    return (None, bounds) if bounds else (cls(low, high), [])
+
+
+def value_problems(axis: str, value: Any) -> list[str]:
+    """What the config says of ``axis = value`` on its own (its range: batch_size >= 1, dropout in [0, 1),
+    ...); rules between fields (min_lr <= peak_lr, emb_dim divisible by n_heads) are left to the trial."""
+    from trainables.errors import ConfigError
+
+    try:
+        PretrainConfig().with_hparams({axis: value}, source=f"axis '{axis}'")
+    except ConfigError as exc:
+        own = f"{AXES[axis]}.{axis} must"
+        return [p for p in str(exc).split("; ") if p.startswith(own)]
+    return []
 

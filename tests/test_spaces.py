@@ -209,7 +209,7 @@ def test_load_space_converts_values(tmp_path):
         axes:
           peak_lr: {loguniform: [1e-4, 1.0e-2]}
           weight_decay: {grid: [0, 1e-2]}
-          dropout: {int: [0, 1]}
+          warmup_steps: {int: [0, 1]}
           qkv_bias: {choice: [false, true]}
         fixed:
           initial_lr: 1e-5
@@ -309,11 +309,17 @@ def test_nullable_axes_take_ints_or_null():
 
 def test_every_axis_name_is_accepted():
     # a value of the axis's own type (an int for a float axis, widened) comes back as exactly that
-    written = {bool: True, int: 1, float: 1, str: "sp"}
+    # (the first of 1, 0 and the axis's default that the config accepts: dropout 1 or train_ratio 0 is refused)
+    from search_spaces.checks import value_problems
+    from trainables.config import PretrainConfig
+
+    defaults = PretrainConfig().hparams()
     for axis in AXES:
         want = axis_type(axis)
-        (value,) = parse_space({"name": "a", "axes": {axis: {"grid": [written[want]]}}}).axes[axis].values
-        assert type(value) is want and value == want(written[want]), (axis, value)
+        candidates = [True] if want is bool else [defaults[axis] or "x"] if want is str else [1, 0, defaults[axis]]
+        written = next(v for v in candidates if v is not None and not value_problems(axis, v))
+        (value,) = parse_space({"name": "a", "axes": {axis: {"grid": [written]}}}).axes[axis].values
+        assert type(value) is want and value == want(written), (axis, value)
 
 
 def test_import_has_no_ray_side_effect():
@@ -323,3 +329,22 @@ def test_import_has_no_ray_side_effect():
 
     code = "import sys, search_spaces; search_spaces.builtin_spaces(); assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+
+
+@pytest.mark.parametrize("axes, expect", [
+    ({"batch_size": {"grid": [4, -4, 0]}}, "axis 'batch_size': grid value -4: train.batch_size must be a positive "
+                                           "integer, got -4; axis 'batch_size': grid value 0:"),
+    ({"dropout": {"grid": [-0.5, 1.5]}}, "axis 'dropout': grid value -0.5: model.dropout must be in [0, 1), got -0.5"),
+    ({"dropout": {"uniform": [0.0, 1.0]}}, "axis 'dropout': uniform bound 1.0: model.dropout must be in [0, 1), got 1.0"),
+    ({"depth_rule": {"grid": ["completep", "complete"]}}, "model.depth_rule must be one of none, completep, depth-mup"),
+])
+def test_axis_values_are_checked_like_fixed_values(axes, expect):
+    with pytest.raises(SpaceError) as info:
+        parse_space({"name": "bad", "axes": axes}, source="bad.yaml")
+    assert expect in str(info.value) and "\n" not in str(info.value)
+
+
+def test_rules_between_fields_are_left_to_the_trial():
+    # min_lr above the default peak_lr, an emb_dim the default heads do not divide: other axes may fix them
+    space = parse_space({"name": "ok", "axes": {"min_lr": {"grid": [1e-3]}, "emb_dim": {"grid": [30, 64]}}}, source="ok")
+    assert set(space.axes) == {"min_lr", "emb_dim"}
