@@ -1,6 +1,6 @@
 """`mup_lr_drift_octaves` and `mup_vs_sp_at_base_width`: μP against SP across width, on two corpora.
 
-    python bench/mup_transfer.py                     # CPU study: widths 32-128, 4 LRs, 100 steps, 2 seeds, 2 corpora (~20 min)
+    python bench/mup_transfer.py                     # CPU study: widths 32-128, 5 LRs, 100 steps, 2 seeds, 2 corpora (~6 min)
     python bench/mup_transfer.py --quick             # the same code path in a minute (figures go to runs only)
     python bench/mup_transfer.py --widths 256,512,1024,2048 --preset small --steps 2000 --batch 32 \\
         --gpus-per-trial 1 --tag -gpu                # the GPU-sized study (see bench/RESULTS.md)
@@ -76,7 +76,7 @@ def study(args, corpus_name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--widths", default="32,64,128")
-    ap.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3")
+    ap.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3,1.6e-2")
     ap.add_argument("--preset", default="tiny", help="depth, heads and context of every width (default tiny: "
                                                      "2 layers, 2 heads, context 64)")
     ap.add_argument("--steps", type=int, default=100, help="optimizer steps per trial (the horizon)")
