@@ -12,11 +12,13 @@ from pathlib import Path
 
 from trainables.config import PretrainConfig
 from trainables.errors import SweepError
-from trainables.model_config import GPTConfig, preset_config
+from trainables.model_config import preset_config
 
 TRANSFERABLE_MUP = ("init_std", "mup_input_mult", "mup_output_mult", "mup_zero_readout", "tie_embeddings",
                     "depth_rule")
 """Model fields a tuned value carries to any width and depth (besides the LR, schedule shape and optimizer)."""
+BLOCK_STYLE = ("norm", "mlp", "positions", "linear_bias")
+"""The block's architecture: the target keeps the proxy's, and a target preset of another style is refused."""
 
 
 def to_shape(cfg: PretrainConfig, *, target_model: str | None, target_width: int | None,
@@ -45,8 +47,7 @@ def to_shape(cfg: PretrainConfig, *, target_model: str | None, target_width: int
             f"the sweep tuned {proxy.n_layers} layers without a depth rule, and the best learning rate moves with "
             f"depth, so it does not carry to {target.n_layers} layers; rerun the sweep with a depth rule (a --config "
             "whose model section has depth_rule: completep) or export at the proxy's depth (--target-width)")
-    style = ("norm", "mlp", "positions", "linear_bias")
-    if target_model and any(getattr(target, k) != getattr(proxy, k) for k in style):
+    if target_model and any(getattr(target, k) != getattr(proxy, k) for k in BLOCK_STYLE):
         raise SweepError(
             f"the proxy was tuned with {proxy.norm}/{proxy.mlp}/{proxy.positions} blocks and the target preset "
             f"{target_model} uses {target.norm}/{target.mlp}/{target.positions}: hyperparameters tuned on one block "
@@ -56,8 +57,7 @@ def to_shape(cfg: PretrainConfig, *, target_model: str | None, target_width: int
             f"μP here transfers across width at a fixed head count, but the proxy has {proxy.n_heads} heads and "
             f"the target {target.n_heads}; sweep a proxy with n_heads {target.n_heads}, or use --target-width "
             "and --target-depth (which keep the proxy's heads)")
-    keep = {k: getattr(proxy, k) for k in ("dropout", "qkv_bias", "parametrization", *TRANSFERABLE_MUP,
-                                           "norm", "mlp", "positions", "linear_bias")}
+    keep = {k: getattr(proxy, k) for k in ("dropout", "qkv_bias", "parametrization", *TRANSFERABLE_MUP, *BLOCK_STYLE)}
     base_width = proxy.base_width or proxy.emb_dim
     base_depth = proxy.base_depth or proxy.n_layers
     ruled = proxy.depth_rule != "none"
@@ -98,9 +98,9 @@ def to_budget(sweep_dir: Path, cfg: PretrainConfig, *, target_tokens: int,
     from hpsearch.scaling import load_fit, target_run
 
     fit, record, _ = load_fit(sweep_dir)
-    law_model = cfg.model
-    if proxy is not None and shape_carried(proxy.model, cfg.model):
-        law_model = proxy.model
+    # to_shape already refused every shape change that μP and the depth rule do not carry
+    shape = lambda m: (m.emb_dim, m.n_layers)  # noqa: E731
+    law_model = proxy.model if proxy is not None and shape(proxy.model) != shape(cfg.model) else cfg.model
     run = target_run(fit, target_model=cfg.model, law_model=law_model, target_tokens=int(target_tokens),
                      warmup_fraction=float(record.get("warmup_fraction") or 0.0))
     t = replace(cfg.train, peak_lr=run["peak_lr"], batch_size=int(run["batch_size"]), max_tokens=int(target_tokens),
@@ -110,10 +110,3 @@ def to_budget(sweep_dir: Path, cfg: PretrainConfig, *, target_tokens: int,
                                  "total_steps", "warmup_steps", "extrapolation_factor", "warning", "notes",
                                  "reference")}
     return replace(cfg, train=t), notes
-
-
-def shape_carried(proxy: GPTConfig, target: GPTConfig) -> bool:
-    """Whether the parametrization alone carries the LR from ``proxy``'s shape to ``target``'s."""
-    width_ok = target.emb_dim == proxy.emb_dim or proxy.parametrization == "mup"
-    depth_ok = target.n_layers == proxy.n_layers or proxy.depth_rule != "none"
-    return width_ok and depth_ok and (target.emb_dim, target.n_layers) != (proxy.emb_dim, proxy.n_layers)
