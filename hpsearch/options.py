@@ -313,7 +313,8 @@ def sweep_name(opts: SweepOptions) -> str:
         return validate_name(opts.name)
     if opts.resume:  # a made-up name would name no sweep
         raise SweepError("--resume needs --name NAME, the sweep to continue (see the directories under --results-dir)")
-    stem = Path(opts.space).stem if opts.space.endswith((".yaml", ".yml")) else opts.space
+    is_path = opts.space.endswith((".yaml", ".yml")) or "/" in opts.space  # /dev/zero: the file is judged later
+    stem = Path(opts.space).stem if is_path else opts.space
     return validate_name(f"{stem}-{opts.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
 
