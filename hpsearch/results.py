@@ -126,7 +126,7 @@ def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     trials = _read_parquet(trials_path)
     missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
     if missing:
-        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; rerun the sweep")
+        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; {rewrite_hint(d)}")
     curves = _read_parquet(curves_path) if curves_path.is_file() else pd.DataFrame(columns=CURVE_COLUMNS)
     return trials, curves, meta
 
@@ -136,7 +136,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
         raise SweepError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc}); "
-                         "rerun the sweep to rewrite it") from None
+                         f"{rewrite_hint(path.parent)}") from None
+
+
+def rewrite_hint(sweep_dir: Path) -> str:
+    """How to rebuild a sweep's damaged tables: --resume collects them again from Tune's records (finished
+    trials are not trained again); a new sweep of that name would be refused."""
+    command = shell_command("hpsearch", "sweep", "--name", sweep_dir.name, "--results-dir", sweep_dir.parent, "--resume")
+    return f"rebuild the tables from Tune's records with `{command}` (finished trials are not trained again)"
 
 
 # -- views ----------------------------------------------------------------------------------------

@@ -27,14 +27,15 @@ import pandas as pd
 
 from hpsearch import results as res
 from hpsearch.options import SweepOptions
-from hpsearch.plan import SweepPlan, base_config, plan_sweep, planned_trials
+from hpsearch.lock import claim
+from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials
 from hpsearch.ray_session import check_resources, ensure_ray
-from hpsearch.record import forget_sweep, record_sweep, utc_now
+from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
 from hpsearch.skips import excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
 from search_spaces import Space
 from trainables.budget import default_grace, max_warmup_tokens
-from trainables.errors import DiskFullError, first_line, shell_command
+from trainables.errors import DiskFullError, SweepError, first_line, shell_command
 from trainables.files import atomic_write_text, is_out_of_space
 from trainables.status import INTERRUPTED
 
@@ -128,9 +129,20 @@ def describe(plan: SweepPlan) -> list[str]:
 
 
 def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepOutcome:
-    """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep)."""
+    """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep).
+
+    The sweep's directory is held by a lock (:mod:`hpsearch.lock`) from before Ray starts until the
+    results are written: a second process of the same name is refused meanwhile.
+    """
     t0 = time.perf_counter()
     plan = plan_sweep(opts, space=space, log=log)
+    with claim(plan.sweep_dir, plan.name, resume=plan.opts.resume):
+        if not (plan.opts.resume or plan.rerun) and tune_started(plan.sweep_dir, plan.tune_dir):
+            raise SweepError(already_exists(plan.name, plan.sweep_dir))  # it started while this one planned
+        return _run(plan, t0, log)
+
+
+def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
     o = plan.opts
     ensure_ray(address=o.address, dashboard=o.dashboard, dashboard_host=o.dashboard_host, log=log)
     check_resources(o.cpus_per_trial, o.gpus_per_trial)

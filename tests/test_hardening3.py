@@ -34,3 +34,126 @@ def test_a_device_or_fifo_as_space_or_config_is_refused_without_reading_it(tmp_p
     assert code == 2 and f"{special} is not a regular file (a {kind}); hpsearch reads spaces and configs only " \
                          "from regular files" in one_line(err)
     assert "does not exist" not in err and not (tmp_path / "r").exists()
+
+
+# -- item 12: --resume refuses changed options ------------------------------------------------------------
+
+def _recorded_sweep(results, name="r", **options):
+    """results/NAME: a sweep.json of a sweep that started (Tune state present), nothing else."""
+    import json
+    from dataclasses import asdict
+
+    from helpers import sweep_options
+
+    d = results / name
+    (d / "tune").mkdir(parents=True)
+    (d / "tune" / "experiment_state-x.json").write_text("{}")
+    opts = sweep_options(results, name=name, **options)
+    (d / "sweep.json").write_text(json.dumps({"name": name, "options": asdict(opts),
+                                              "space": {"name": "smoke", "axes": {}}}))
+    return d
+
+
+def test_resume_refuses_changed_options_naming_each_with_both_values(tmp_path, capsys):
+    corpus = tmp_path / "a.txt"
+    corpus.write_text("some text " * 100)
+    d = _recorded_sweep(tmp_path / "results", data=str(corpus), num_samples=4)
+    before = {p: p.read_bytes() for p in d.rglob("*") if p.is_file()}
+    code, err = run_cli(["sweep", "--name", "r", "--resume", "--results-dir", str(tmp_path / "results"),
+                         "--model", "small", "--data", str(tmp_path / "b.txt"), "--num-samples", "8",
+                         "--max-tokens-per-trial", "999", "--no-dashboard"], capsys)
+    assert code == 2 and one_line(err).startswith("hpsearch: error: --resume continues sweep 'r' as it was recorded")
+    for part in ("--model nano (recorded) vs small (given)", f"--data {corpus} (recorded) vs {tmp_path / 'b.txt'} (given)", "--num-samples 4 (recorded) vs 8",
+                 "--max-tokens-per-trial 512 (recorded) vs 999 (given)"):
+        assert part in err, err
+    assert "drop these options to resume, or start a new sweep under another --name" in err
+    assert {p: p.read_bytes() for p in d.rglob("*") if p.is_file()} == before
+
+
+def test_resume_accepts_the_recorded_values_and_the_options_that_say_how_it_runs(tmp_path):
+    from hpsearch.plan import check_unchanged
+    from hpsearch.record import read_record
+
+    from helpers import sweep_options
+
+    d = _recorded_sweep(tmp_path / "results", model="nano", num_samples=4)
+    meta = read_record(d / "sweep.json")
+    same = sweep_options(tmp_path / "results", name="r", resume=True, model="nano", num_samples=4,
+                         max_concurrent=1, verbose=1, space="smoke")
+    check_unchanged(same, meta, "r")  # raises nothing
+    check_unchanged(sweep_options(tmp_path / "elsewhere", name="r", resume=True), meta, "r")
+
+
+# -- item 1: two sweeps of one name --------------------------------------------------------------------
+
+def _one_trial_space(tmp_path):
+    import yaml
+
+    space = tmp_path / "one.yaml"
+    space.write_text(yaml.safe_dump({"name": "one", "axes": {"peak_lr": {"grid": [5e-3]}},
+                                     "fixed": {"batch_size": 4, "warmup_steps": 2, "initial_lr": 1e-5,
+                                               "min_lr": 1e-5}}))
+    return space
+
+
+def test_a_claimed_name_refuses_a_new_sweep_in_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    from hpsearch.lock import claim
+
+    results = tmp_path / "results"
+    with claim(results / "x", "x", resume=False):  # as a running sweep holds it
+        done = subprocess.run([sys.executable, "-m", "hpsearch.cli", "sweep", "--name", "x", "--results-dir",
+                               str(results), "--space", "smoke", "--model", "nano", "--no-dashboard"],
+                              env=ENV, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2, done.stderr[-2000:]
+        err = one_line(done.stderr.strip())
+        assert f"sweep 'x' is in use: another hpsearch process (pid {os.getpid()}) is running it in " \
+               f"{results / 'x'} and holds sweep.lock" in err and "choose another --name" in err
+        assert sorted(p.name for p in (results / "x").iterdir()) == ["sweep.lock"]  # nothing of the second
+    assert not (results / "x").exists()  # released: the lock file and the empty directory go
+
+
+def test_a_second_sweep_of_one_name_is_refused_while_the_first_runs_then_resume_works(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    from hpsearch.lock import held_by
+
+    results, space = tmp_path / "results", _one_trial_space(tmp_path)
+    base = [sys.executable, "-m", "hpsearch.cli", "sweep", "--name", "c", "--results-dir", str(results),
+            "--no-dashboard"]
+    cmd = [*base, "--space", str(space), "--mode", "grid", "--model", "nano", "--max-tokens-per-trial", "4096",
+           "--eval-freq", "2", "--eval-iter", "1"]
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240  # a bound for a hung start, not a timing
+        while held_by(results / "c") is None:
+            assert first.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the first sweep never claimed its name"
+            time.sleep(0.05)
+        for argv in (["sweep", "--name", "c", "--resume"], cmd[3:]):  # a resume, and the same sweep again
+            code, err = run_cli([*argv, "--results-dir", str(results), "--no-dashboard"], capsys)
+            assert code == 2 and f"sweep 'c' is in use: another hpsearch process (pid {first.pid})" in one_line(err)
+        assert first.poll() is None, "the first sweep ended before the second was tried"
+        assert first.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, 9)
+    assert held_by(results / "c") is None and not (results / "c" / "sweep.lock").exists()
+    trials = pd.read_parquet(results / "c" / "trials.parquet")
+    assert list(trials["status"]) == ["completed"]
+    # a damaged table names --resume, which rebuilds it from Tune's records (item 12)
+    (results / "c" / "trials.parquet").write_bytes(b"PAR1 truncated")
+    code, err = run_cli(["results", "c", "--results-dir", str(results)], capsys)
+    assert code == 2 and f"--name c --results-dir {results} --resume` (finished trials are not trained " \
+                         "again)" in one_line(err)
+    resumed = subprocess.run([*base, "--resume"], env=ENV, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert pd.read_parquet(results / "c" / "trials.parquet").equals(trials)
