@@ -110,6 +110,30 @@ def finished_sweep(d: Path) -> None:
                                                   "base_config": base}))
 
 
+HELD = []
+
+
+def held_name(d: Path) -> None:
+    """results/x claimed by this (the bench's) process, as a running sweep of that name holds it."""
+    sys.path.insert(0, str(REPO))
+    from hpsearch.lock import claim
+
+    HELD.append(claim(d / "results" / "x", "x", resume=False))
+
+
+def release_held(d: Path) -> None:
+    while HELD:
+        HELD.pop().release()
+
+
+def recorded_sweep(d: Path) -> None:
+    """results/r: the record of a started sweep (model nano, 4 samples, 512 tokens per trial)."""
+    (d / "results" / "r" / "tune").mkdir(parents=True)
+    (d / "results" / "r" / "tune" / "experiment_state-x.json").write_text("{}")
+    (d / "results" / "r" / "sweep.json").write_text(json.dumps({"name": "r", "space": {"name": "smoke", "axes": {}},
+        "options": {"model": "nano", "num_samples": 4, "max_tokens_per_trial": 512}}))
+
+
 def both(*setups):
     def setup(d: Path) -> None:
         for s in setups:
@@ -183,6 +207,13 @@ CASES = [
          ["export", "lr-done", "--out", "runs", "--force", "--results-dir", "results"], files(**{"runs__keep__model.pt": b"weights"})),
     Case("sweep name already started", ["sweep", "--name", "taken", "--space", "smoke", *QUICK_SWEEP],
          files(**{"results__taken__sweep.json": "{}", "results__taken__tune__experiment_state-x.json": "{}"})),
+    Case("a sweep of a name another process is running", ["sweep", "--name", "x", "--space", "smoke", *QUICK_SWEEP],
+         held_name, teardown=release_held),
+    Case("--resume of a name another process is running", ["sweep", "--name", "x", "--resume", *QUICK_SWEEP[-3:]],
+         both(held_name, files(**{"results__x__sweep.json": "{}"})), teardown=release_held),
+    Case("--resume with changed --model/--num-samples/--max-tokens-per-trial",
+         ["sweep", "--name", "r", "--resume", "--model", "small", "--num-samples", "8", "--max-tokens-per-trial", "999",
+          "--results-dir", "results"], recorded_sweep),
     Case("export onto a full disk", ["export", "s", "--out", "full/best.yaml", "--results-dir", "results"],
          both(finished_sweep, full_disk()), teardown=unmount),
     Case("pretrain --out onto a nearly full disk (64 KiB left: the run trains, its checkpoint does not fit)",
