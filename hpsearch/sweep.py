@@ -33,11 +33,12 @@ from hpsearch.ray_session import check_resources, ensure_ray
 from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
 from hpsearch.skips import excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
+from hpsearch.tunelog import LOG_NAME, to_log_file
 from search_spaces import Space
 from trainables.budget import default_grace, max_warmup_tokens
 from trainables.errors import DiskFullError, SweepError, first_line, shell_command
 from trainables.files import atomic_write_text, is_out_of_space
-from trainables.status import INTERRUPTED
+from trainables.status import ERRORED, INTERRUPTED
 
 __all__ = [  # what callers import from here: the steps live in hpsearch.plan, hpsearch.record and hpsearch.tuner
     "SweepOptions", "SweepOutcome", "SweepPlan", "base_config", "collect_results", "describe", "max_warmup_tokens",
@@ -139,7 +140,17 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     with claim(plan.sweep_dir, plan.name, resume=plan.opts.resume):
         if not (plan.opts.resume or plan.rerun) and tune_started(plan.sweep_dir, plan.tune_dir):
             raise SweepError(already_exists(plan.name, plan.sweep_dir))  # it started while this one planned
-        return _run(plan, t0, log)
+        try:
+            return _run(plan, t0, log)
+        except KeyboardInterrupt:  # a second Ctrl-C: Tune stops at once, before the results are collected
+            if not (plan.sweep_dir / "sweep.json").is_file():
+                raise
+            raise KeyboardInterrupt(f"the sweep stopped before its results were collected; finish it with "
+                                    f"`{resume_command(plan)}`") from None
+
+
+def resume_command(plan: SweepPlan) -> str:
+    return shell_command("hpsearch", "sweep", "--name", plan.name, "--results-dir", plan.sweep_dir.parent, "--resume")
 
 
 def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
@@ -160,9 +171,9 @@ def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
     begin(plan.tune_dir)
     progress = progress_of(plan.tune_dir)
     try:
-        with environ(tune_env(o)):
+        with environ(tune_env(o)), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
             grid = tuner.fit()
-        outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
+            outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
         full = progress.disk_full
     except Exception as exc:
         if not (progress.disk_full or is_out_of_space(exc)):
@@ -176,10 +187,15 @@ def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
     log(res.summary_line(outcome.trials))
     for line in outcome.skips:
         log(line)
+    errored = outcome.trials.loc[outcome.trials["status"] == ERRORED, "trial_id"].astype(str).tolist()
+    if errored:
+        shown = ", ".join(errored[:10]) + (f" and {len(errored) - 10} more" if len(errored) > 10 else "")
+        log(f"{len(errored)} trial(s) errored ({shown}): their error column in trials.parquet says why"
+            + (f"; tracebacks in {plan.sweep_dir / LOG_NAME}" if o.verbose <= 1 else ""))
     log(f"sweep wall time {outcome.wall_time_s:.0f} s; results in {plan.sweep_dir}")
     if outcome.interrupted:
         log(f"interrupted: {outcome.interrupted} trial(s) did not finish and rank nowhere; finish them with "
-            f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")
+            f"`{resume_command(plan)}`")
     elif outcome.best_config:
         log(f"best config: {outcome.best_config}  "
             f"(run it: {shell_command('hpsearch', 'pretrain', '--config', outcome.best_config)})")

@@ -157,3 +157,46 @@ def test_a_second_sweep_of_one_name_is_refused_while_the_first_runs_then_resume_
     resumed = subprocess.run([*base, "--resume"], env=ENV, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert pd.read_parquet(results / "c" / "trials.parquet").equals(trials)
+
+
+# -- item 7: errored trials: one line each, tracebacks in the log, exit status 3 ----------------------------
+
+INJECT = """
+import sys
+from hpsearch.cli import main
+from hpsearch.options import SweepOptions
+plain = SweepOptions.from_namespace.__func__
+# the project's own fault hook (API only): every trial crashes at its step-3 evaluation unless it ends before
+SweepOptions.from_namespace = classmethod(lambda cls, args, **kw: plain(cls, args, fault_at_step=3, **kw))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_errored_trials_print_one_line_each_keep_tracebacks_in_the_log_and_exit_3(tmp_path):
+    import subprocess
+    import sys
+
+    import pandas as pd
+    import yaml
+
+    space = tmp_path / "b.yaml"  # 512 tokens: batch 4 trains 4 steps (crashes at 3), batch 8 two (completes)
+    space.write_text(yaml.safe_dump({"name": "b", "axes": {"batch_size": {"grid": [4, 8]}},
+                                     "fixed": {"warmup_steps": 0, "initial_lr": 1e-5, "min_lr": 1e-5}}))
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-c", INJECT, "sweep", "--name", "e", "--results-dir", str(results),
+                           "--space", str(space), "--mode", "grid", "--model", "nano", "--max-tokens-per-trial",
+                           "512", "--eval-freq", "1", "--eval-iter", "1", "--max-failures", "0", "--no-dashboard"],
+                          env=ENV, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 3, done.stderr[-3000:]
+    trials = pd.read_parquet(results / "e" / "trials.parquet").set_index("batch_size")
+    assert trials.loc[8, "status"] == "completed" and trials.loc[4, "status"] == "errored"
+    assert "injected fault at step 3" in trials.loc[4, "error"]
+    assert "Traceback" not in done.stdout + done.stderr and not done.stderr.strip(), done.stderr[-3000:]
+    errored_id = trials.loc[4, "trial_id"]
+    progress = [ln for ln in done.stdout.splitlines() if f"{errored_id} errored" in ln]
+    assert len(progress) == 1 and "RuntimeError: injected fault at step 3" in progress[0]
+    assert (f"1 trial(s) errored ({errored_id}): their error column in trials.parquet says why; tracebacks in "
+            f"{results / 'e' / 'sweep.log'}") in done.stdout
+    assert (results / "e" / "best_config.yaml").is_file()  # the winner is written all the same
+    logged = (results / "e" / "sweep.log").read_text()
+    assert "Traceback (most recent call last)" in logged and "injected fault at step 3" in logged
