@@ -49,6 +49,9 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
     interrupted. None: unknown, every trial counts as finished.
     """
     rows, curves = [], []
+    # a trial that never reported has no config in its Result: Tune's own trial record holds it
+    tune_trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
+    planned = {Path(t.path).name: t.config for t in tune_trials if getattr(t, "path", None)}
     for result in result_grid:
         last = dict(result.metrics or {})
         trial_id = last.get("trial_id") or Path(result.path).name
@@ -71,7 +74,7 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
         else:
             best, best_tokens = math.nan, 0
         row = {"trial_id": trial_id, "status": status}
-        config = result.config or {}
+        config = result.config or planned.get(Path(result.path).name) or {}
         for axis in axes:
             row[axis] = config.get(axis)
         row.update({

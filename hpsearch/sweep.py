@@ -36,7 +36,7 @@ from hpsearch.tuner import environ, make_tuner, tune_env
 from hpsearch.tunelog import LOG_NAME, to_log_file
 from search_spaces import Space
 from trainables.budget import default_grace, max_warmup_tokens
-from trainables.errors import DiskFullError, SweepError, first_line, shell_command
+from trainables.errors import DiskFullError, Interrupted, SweepError, first_line, shell_command
 from trainables.files import atomic_write_text, is_out_of_space
 from trainables.status import ERRORED, INTERRUPTED
 
@@ -129,8 +129,9 @@ def describe(plan: SweepPlan) -> list[str]:
     return lines
 
 
-def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepOutcome:
+def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print, command: str = "sweep") -> SweepOutcome:
     """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep).
+    ``command``: the hpsearch subcommand whose ``--resume`` finishes it (a study's, for a study's sweep).
 
     The sweep's directory is held by a lock (:mod:`hpsearch.lock`) from before Ray starts until the
     results are written: a second process of the same name is refused meanwhile.
@@ -141,19 +142,29 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
         if not (plan.opts.resume or plan.rerun) and tune_started(plan.sweep_dir, plan.tune_dir):
             raise SweepError(already_exists(plan.name, plan.sweep_dir))  # it started while this one planned
         try:
-            return _run(plan, t0, log)
-        except KeyboardInterrupt:  # a second Ctrl-C: Tune stops at once, before the results are collected
-            if not (plan.sweep_dir / "sweep.json").is_file():
+            return _run(plan, t0, log, command)
+        except KeyboardInterrupt as exc:  # a second Ctrl-C: Tune stops at once, before the results are collected
+            if isinstance(exc, Interrupted) or not (plan.sweep_dir / "sweep.json").is_file():
                 raise
-            raise KeyboardInterrupt(f"the sweep stopped before its results were collected; finish it with "
-                                    f"`{resume_command(plan)}`") from None
+            raise Interrupted(f"the sweep stopped before its results were collected; finish it with "
+                              f"`{resume_command(plan, command)}`") from None
 
 
-def resume_command(plan: SweepPlan) -> str:
-    return shell_command("hpsearch", "sweep", "--name", plan.name, "--results-dir", plan.sweep_dir.parent, "--resume")
+def resume_command(plan: SweepPlan, command: str = "sweep") -> str:
+    return shell_command("hpsearch", command, "--name", plan.name, "--results-dir", plan.sweep_dir.parent, "--resume")
 
 
-def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
+def stop_if_interrupted(outcome: SweepOutcome, command: str, name: str | None = None) -> None:
+    """A study whose sweep was interrupted concludes nothing: Interrupted (exit 130) with the resume command
+    of the study ``name`` (default: the sweep's own name)."""
+    if outcome.interrupted:
+        raise Interrupted(f"the study was interrupted ({outcome.interrupted} trial(s) did not finish), so it "
+                          f"concludes nothing and wrote no {command} results yet; finish it with `"
+                          + shell_command("hpsearch", command, "--name", name or outcome.name, "--results-dir",
+                                          outcome.sweep_dir.parent, "--resume") + "`")
+
+
+def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
     o = plan.opts
     ensure_ray(address=o.address, dashboard=o.dashboard, dashboard_host=o.dashboard_host, log=log)
     check_resources(o.cpus_per_trial, o.gpus_per_trial)
@@ -195,7 +206,7 @@ def _run(plan: SweepPlan, t0: float, log) -> SweepOutcome:
     log(f"sweep wall time {outcome.wall_time_s:.0f} s; results in {plan.sweep_dir}")
     if outcome.interrupted:
         log(f"interrupted: {outcome.interrupted} trial(s) did not finish and rank nowhere; finish them with "
-            f"`{resume_command(plan)}`")
+            f"`{resume_command(plan, command)}`")
     elif outcome.best_config:
         log(f"best config: {outcome.best_config}  "
             f"(run it: {shell_command('hpsearch', 'pretrain', '--config', outcome.best_config)})")

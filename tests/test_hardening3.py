@@ -200,3 +200,41 @@ def test_errored_trials_print_one_line_each_keep_tracebacks_in_the_log_and_exit_
     assert (results / "e" / "best_config.yaml").is_file()  # the winner is written all the same
     logged = (results / "e" / "sweep.log").read_text()
     assert "Traceback (most recent call last)" in logged and "injected fault at step 3" in logged
+
+
+# -- item 10: an interrupted transfer study concludes nothing -------------------------------------------------
+
+def test_ctrl_c_in_a_transfer_study_exits_130_concludes_nothing_and_names_the_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "hpsearch.cli", "transfer", "--name", "t", "--results-dir", str(results),
+           "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--seeds", "0", "--model", "nano",
+           "--max-tokens-per-trial", "4096", "--eval-freq", "2", "--eval-iter", "1", "--no-dashboard"]
+    log = tmp_path / "transfer.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300  # a bound for a hung start, not a timing
+    while not any(f.stat().st_size for f in (results / "t" / "tune").glob("*/result.json")):
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no trial reported"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+    assert proc.wait(timeout=300) == 130, log.read_text()[-3000:]
+    said = log.read_text()
+    last = said.strip().splitlines()[-1]
+    assert last.startswith("hpsearch: interrupted: the study was interrupted (") and \
+        f"finish it with `hpsearch transfer --name t --results-dir {results} --resume`" in last
+    for noise in ("Traceback", "Tuner.restore", "Stop signal received", "FileNotFoundError", "octaves", "moved nan"):
+        assert noise not in said, said[-3000:]
+    assert not any((results / "t" / f).exists() for f in ("transfer.json", "transfer.csv", "transfer.png"))
+    trials = pd.read_parquet(results / "t" / "trials.parquet")
+    assert set(trials["status"]) == {"interrupted"}
+    # trials that never started keep their grid point (not NaN): the table says what is left to run
+    assert trials[["parametrization", "emb_dim", "peak_lr"]].notna().all().all(), trials
+    assert "Stop signal received" in (results / "t" / "sweep.log").read_text()  # Tune's notice, in the log
