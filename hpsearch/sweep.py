@@ -31,7 +31,7 @@ from hpsearch.lock import claim
 from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials
 from hpsearch.ray_session import check_resources, ensure_ray
 from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
-from hpsearch.skips import excluded_lines, skip_lines
+from hpsearch.skips import close_stale_trials, excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
 from hpsearch.tunelog import LOG_NAME, to_log_file
 from search_spaces import Space
@@ -83,6 +83,8 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
 
     if plan.opts.mode in OPTUNA_MODES:
         skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
+        if not interrupted:  # every Tune trial ended: a RUNNING Optuna trial will never be finished
+            skips += close_stale_trials(optuna_storage_url(plan.sweep_dir), plan.name)
     else:  # grid ran without Optuna: its study is written from the results, for optuna-dashboard
         try:
             write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)

@@ -238,3 +238,37 @@ def test_ctrl_c_in_a_transfer_study_exits_130_concludes_nothing_and_names_the_re
     # trials that never started keep their grid point (not NaN): the table says what is left to run
     assert trials[["parametrization", "emb_dim", "peak_lr"]].notna().all().all(), trials
     assert "Stop signal received" in (results / "t" / "sweep.log").read_text()  # Tune's notice, in the log
+
+
+# -- item 2: a resume names every trial the sweep had ---------------------------------------------------------
+
+def test_resume_closes_and_names_an_optuna_trial_that_no_tune_state_holds(tmp_path):
+    """What a hard stop leaves (a full disk's last Tune snapshot not written, a killed driver): Optuna was
+    asked for a trial that Tune's saved state does not hold, so --resume never runs it. It must not stay
+    RUNNING in optuna.db forever nor go unmentioned. (The full-disk stop itself: test_hardening.py.)"""
+    import json
+    import subprocess
+    import sys
+
+    import optuna
+
+    results = tmp_path / "results"
+    base = [sys.executable, "-m", "hpsearch.cli", "sweep", "--name", "o", "--results-dir", str(results),
+            "--no-dashboard"]
+    first = subprocess.run([*base, "--space", "smoke", "--mode", "random", "--num-samples", "1", "--model", "nano",
+                            "--max-tokens-per-trial", "1024", "--eval-freq", "2", "--eval-iter", "1"],
+                           env=ENV, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    storage = f"sqlite:///{results / 'o' / 'optuna.db'}"
+    study = optuna.load_study(study_name="o", storage=storage)
+    lost = study.ask(study.trials[0].distributions)  # RUNNING, as a trial asked for just before the stop
+    resumed = subprocess.run([*base, "--resume"], env=ENV, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    line = next(ln for ln in resumed.stdout.splitlines() if "Optuna trial(s) were started" in ln)
+    assert line.startswith(f"1 Optuna trial(s) were started before the sweep stopped but are in no saved Tune "
+                           f"state, so they never trained and are in no table (#{lost.number} {{'peak_lr': ")
+    assert "marked FAIL in optuna.db" in line
+    trials = optuna.load_study(study_name="o", storage=storage).get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert trials[lost.number].state == optuna.trial.TrialState.FAIL and "hpsearch_stale" in trials[lost.number].user_attrs
+    assert line in json.loads((results / "o" / "sweep.json").read_text())["skipped"]
