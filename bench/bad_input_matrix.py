@@ -237,6 +237,10 @@ CASES = [
          files(**{"one.yaml": space({"peak_lr": {"grid": [5e-3]}}, batch_size=4, warmup_steps=2)}), runtime=True,
          interrupt_after="results/c/tune/*/result.json",
          then=["sweep", "--name", "c", "--resume", "--results-dir", "results", "--no-dashboard"]),
+    Case("Ctrl-C in a transfer study after its first report",
+         ["transfer", "--name", "t", "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--seeds", "0",
+          *QUICK_SWEEP[:2], "--max-tokens-per-trial", "4096", *QUICK_SWEEP[4:]], runtime=True,
+         interrupt_after="results/t/tune/*/result.json"),
 ]
 
 

@@ -218,5 +218,6 @@ def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
 def disk_full_stop(plan: SweepPlan, why: str) -> str:
     """One line for a sweep stopped by a full disk: what filled, and how to finish once space is freed."""
     return (f"sweep {plan.name} stopped because the disk is full ({why[:400]}); no trial was retried, and the "
-            f"unfinished ones keep their last checkpoint: free space under {plan.sweep_dir.parent}, then run "
+            f"unfinished ones keep their last checkpoint (details in {plan.sweep_dir / LOG_NAME}, as far as they "
+            f"fitted): free space under {plan.sweep_dir.parent}, then run "
             f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")
