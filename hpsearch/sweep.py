@@ -179,6 +179,8 @@ def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
     say = log if o.verbose else (lambda _line: None)  # -q: only the final summary
     for line in describe(plan):
         say(line)
+    if o.resume and o.mode == "optuna-asha":
+        log(ASHA_RESUME_NOTE)
     from hpsearch.finished import begin, progress_of, restore_state  # imports Ray: only once the sweep starts
 
     begin(plan.tune_dir)
@@ -213,6 +215,11 @@ def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
         log(f"best config: {outcome.best_config}  "
             f"(run it: {shell_command('hpsearch', 'pretrain', '--config', outcome.best_config)})")
     return outcome
+
+
+ASHA_RESUME_NOTE = ("note: a resumed optuna-asha sweep starts ASHA's rungs empty (Tune's saved state does not keep "
+                    "them), so a resumed trial is not compared with those that passed a rung before the stop: it may "
+                    "train on where a straight run would have stopped it early (more compute, another status)")
 
 
 def disk_full_stop(plan: SweepPlan, why: str) -> str:

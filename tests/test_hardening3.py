@@ -255,7 +255,7 @@ def test_resume_closes_and_names_an_optuna_trial_that_no_tune_state_holds(tmp_pa
     results = tmp_path / "results"
     base = [sys.executable, "-m", "hpsearch.cli", "sweep", "--name", "o", "--results-dir", str(results),
             "--no-dashboard"]
-    first = subprocess.run([*base, "--space", "smoke", "--mode", "random", "--num-samples", "1", "--model", "nano",
+    first = subprocess.run([*base, "--space", "smoke", "--mode", "optuna-asha", "--num-samples", "1", "--model", "nano",
                             "--max-tokens-per-trial", "1024", "--eval-freq", "2", "--eval-iter", "1"],
                            env=ENV, capture_output=True, text=True, timeout=400)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -272,3 +272,4 @@ def test_resume_closes_and_names_an_optuna_trial_that_no_tune_state_holds(tmp_pa
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     assert trials[lost.number].state == optuna.trial.TrialState.FAIL and "hpsearch_stale" in trials[lost.number].user_attrs
     assert line in json.loads((results / "o" / "sweep.json").read_text())["skipped"]
+    assert "note: a resumed optuna-asha sweep starts ASHA's rungs empty" in resumed.stdout  # said, not hidden
