@@ -91,11 +91,12 @@ def machine() -> str:
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 
-def record(figures: dict, details: dict, *, quick: bool = False, tag: str = "") -> None:
+def record(figures: dict, details: dict, *, quick: bool = False, tag: str = "", variant: str = "") -> None:
     """Merge ``figures`` (top-level keys) into bench/results.json; ``details`` go under runs[<script><tag>].
 
     A --quick run only checks that a script works, and a tagged run (a candidate change) is no
     product figure: their figures go under runs[...]["figures"] and never replace the measured ones.
+    ``variant`` names a product run of another setting of the same script (its own runs[...] entry).
     """
     data = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for key in FIGURES:
@@ -104,7 +105,7 @@ def record(figures: dict, details: dict, *, quick: bool = False, tag: str = "") 
         data.update(figures)
     script = Path(sys.argv[0]).name
     runs = data.setdefault("runs", {})
-    runs[script + (" --quick" if quick else "") + tag] = {
+    runs[script + variant + (" --quick" if quick else "") + tag] = {
         "command": shlex.join(["python", f"bench/{script}", *sys.argv[1:]]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine(),

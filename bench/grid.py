@@ -10,7 +10,11 @@ it stopped. The .json beside it records the corpus's sha256 and token count.
     python bench/grid.py --problem nano   # 64 configurations, ~12 min on 2 quiet cores
     python bench/grid.py --problem code   # 48 points (32 valid), ~8 min
     python bench/grid.py --problem docs   # 45 points, ~12 min
-    python bench/grid.py --quick          # 2 configurations into /tmp, to check the script runs
+    python bench/grid.py --problem pkgs   # 52 points (13 LRs half an octave apart), ~15 min
+    python bench/grid.py --quick [--problem NAME]   # 2 configurations into /tmp, to check the script runs
+
+A problem's continuous axes (pkgs: peak_lr, searched as a range by search_gap.py) are trained here on
+their grid values only: the ground truth a replayed trial snaps its sampled value to.
 """
 
 from __future__ import annotations
@@ -65,13 +69,18 @@ def write_meta(problem: Problem) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--problem", choices=PROBLEMS, default="nano")
-    ap.add_argument("--quick", action="store_true", help="2 configurations into /tmp, not the committed CSV")
+    ap.add_argument("--quick", action="store_true",
+                    help="2 configurations of the problem (its middle LR, the last axis's first two values, the "
+                         "first value of the others) at 4,096 tokens into /tmp, not the committed CSV")
     args = ap.parse_args()
     problem, csv = PROBLEMS[args.problem], PROBLEMS[args.problem].csv
     if args.quick:
-        problem = dataclasses.replace(problem, axes={"peak_lr": [0.008], "warmup_steps": [2], "dropout": [0.0, 0.1],
-                                                     "max_norm": [1.0]}, max_tokens=4096)
-        csv = RUNS_DIR / "grid_quick.csv"
+        lrs, last = problem.axes["peak_lr"], list(problem.axes)[-1]
+        axes = {a: [lrs[len(lrs) // 2]] if a == "peak_lr" else list(v[:2] if a == last else v[:1])
+                for a, v in problem.axes.items()}
+        problem = dataclasses.replace(problem, axes=axes, max_tokens=4096)
+        csv = RUNS_DIR / f"grid_quick_{problem.name}.csv"
+        csv.unlink(missing_ok=True)  # a check starts afresh
     else:
         write_meta(problem)
     done = pd.read_csv(csv) if csv.is_file() else pd.DataFrame(columns=[*problem.axes, *STATS])

@@ -10,18 +10,32 @@ Three problems of different shape, so a search figure or a default is never a fi
     docs  Python's documentation topics (pydoc_data), a 2-layer width-48 model at context 48, batch 6,
           11,520 tokens (40 steps); peak_lr x init_std x max_norm with three or more values on every
           axis, 45 points: a space whose best point can lie inside it on every axis
+    pkgs  the licence and README texts of the installed Python packages (the files of the venv's
+          ``*.dist-info`` directories), the nano model 64 wide at context 48, batch 4, 12,288 tokens
+          (64 steps); a continuous learning rate: searched as ``loguniform: [0.001, 0.064]``, its ground
+          truth trained on 13 values half an octave apart, x weight_decay {0, 0.1} x warmup {2, 8}, 52
+          points (issue 28). A replayed trial's sampled LR is snapped to the nearest grid LR in log
+          space, at most a quarter of an octave away (``Problem.snap``).
 
 Each problem's ground truth is ``bench/grid_<name>.csv`` (built by ``python bench/grid.py --problem
 NAME``) with ``bench/grid_<name>.json`` beside it: the corpus's sha256 and token count, so a replay
 needs no corpus and a different Python (a different stdlib) is noticed instead of silently compared.
 batch_size is never an axis: the product scores a trial on ``eval_iter`` batches of ``batch_size``
 windows, so trials of different batch sizes would be scored on different validation subsets.
+
+An axis named in ``Problem.continuous`` is searched as a range (``Problem.space``: ``loguniform`` over
+its grid values' span); its grid values are only where the ground truth was trained. Grid mode cannot
+search such an axis; ``grid.py`` builds the ground truth from the grid values alone.
+
+A benchmark script's ``--problems`` defaults to the problems whose grid is built (``default_problems``),
+so adding a problem changes no script's default run until its ground truth exists.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +44,8 @@ from common import BENCH
 
 CORPORA = Path("/tmp/bench_corpora")
 CODE_CHARS = 600_000  # the first stdlib modules (sorted by name) up to this many characters
+PKGS_CHARS = 600_000  # the first package texts (sorted by path) up to this many characters
+PKG_TEXTS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "README", "METADATA")  # file name starts
 
 
 @dataclass(frozen=True)
@@ -45,6 +61,7 @@ class Problem:
     fixed: dict  # train settings every point shares
     corpus: str | None = None  # a builder in CORPUS_BUILDERS; None: the embedded corpus
     notes: list = field(default_factory=list)
+    continuous: tuple = ()  # axes searched as loguniform over their grid values' span (a replay snaps)
 
     @property
     def csv(self) -> Path:
@@ -76,9 +93,23 @@ class Problem:
         return None if self.corpus is None else str(CORPUS_BUILDERS[self.corpus]())
 
     def space(self):
+        """The search space: a grid axis as ``grid``, a continuous one as ``loguniform`` over its grid's span."""
         from search_spaces import parse_space
 
-        return parse_space({"name": f"bench-{self.name}", "axes": {a: {"grid": v} for a, v in self.axes.items()}})
+        return parse_space({"name": f"bench-{self.name}", "axes": {
+            a: {"loguniform": [min(v), max(v)]} if a in self.continuous else {"grid": v}
+            for a, v in self.axes.items()}})
+
+    def snap(self, params: dict) -> dict:
+        """``params`` with each continuous axis's value moved to the nearest grid value in log space
+        (where the ground truth was trained); the other axes unchanged."""
+        return {a: (min(self.axes[a], key=lambda g: abs(math.log(float(v) / g))) if a in self.continuous else v)
+                for a, v in params.items()}
+
+    def max_snap_octaves(self) -> float:
+        """The farthest a sampled value of a continuous axis can be moved by ``snap``, in octaves."""
+        return max((math.log2(b / a) / 2 for c in self.continuous
+                    for a, b in zip(sorted(self.axes[c]), sorted(self.axes[c])[1:])), default=0.0)
 
 
 def _write(name: str, text: str) -> Path:
@@ -108,7 +139,24 @@ def docs_corpus() -> Path:
     return _write("docs", "\n\n".join(f"{k}\n\n{v}" for k, v in sorted(topics.items())))
 
 
-CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus}
+def pkgs_corpus() -> Path:
+    """The licence and README texts of the installed Python packages: the LICENSE*, LICENCE*, COPYING*,
+    NOTICE*, AUTHORS*, README* and METADATA files of site-packages' ``*.dist-info`` directories (their
+    ``licenses/`` folders included), in path order, up to PKGS_CHARS characters."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    files = sorted(f for d in site.glob("*.dist-info") for f in d.rglob("*")
+                   if f.is_file() and f.name.upper().startswith(PKG_TEXTS))
+    parts, n = [], 0
+    for f in files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        parts.append(f"# ---- {f.relative_to(site)}\n{text}")
+        n += len(parts[-1])
+        if n >= PKGS_CHARS:
+            break
+    return _write("pkgs", "\n\n".join(parts))
+
+
+CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus, "pkgs": pkgs_corpus}
 
 
 def corpus_sha256(problem: Problem) -> str | None:
@@ -117,6 +165,7 @@ def corpus_sha256(problem: Problem) -> str | None:
 
 
 LRS = [0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128]
+DENSE_LRS = [float(f"{0.001 * 2 ** (k / 2):.4g}") for k in range(13)]  # 0.001 ... 0.064, half an octave apart
 PROBLEMS = {p.name: p for p in (
     Problem("nano", "prose (embedded corpus), nano, ctx 32, batch 8, 12,288 tokens; 64 points, all valid",
             model="nano", model_overrides={}, max_tokens=12288, eval_freq=8, eval_iter=3,
@@ -134,15 +183,32 @@ PROBLEMS = {p.name: p for p in (
             axes={"peak_lr": [0.002, 0.006, 0.018, 0.054, 0.162], "init_std": [0.005, 0.02, 0.08],
                   "max_norm": [0.1, 1.0, 10.0]},
             fixed={"batch_size": 6, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="docs"),
+    Problem("pkgs", "installed packages' licence and README texts, nano 64 wide at ctx 48, batch 4, 12,288 "
+                    "tokens; continuous peak_lr (13 grid values) x weight_decay x warmup, 52 points",
+            model="nano", model_overrides={"context_len": 48, "emb_dim": 64}, max_tokens=12288, eval_freq=8,
+            eval_iter=4,
+            axes={"peak_lr": DENSE_LRS, "weight_decay": [0.0, 0.1], "warmup_steps": [2, 8]},
+            fixed={"batch_size": 4, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="pkgs",
+            continuous=("peak_lr",),
+            notes=["peak_lr is searched as loguniform [0.001, 0.064]; its ground truth is 13 values half an "
+                   "octave apart, and a replayed trial's LR is snapped to the nearest of them in log space "
+                   "(at most a quarter of an octave away)",
+                   "the corpus depends on the installed packages: grid_pkgs.json records its sha256"]),
 )}
 
 
+def default_problems() -> list[str]:
+    """The problems whose ground truth (bench/grid_<name>.csv) is built: a benchmark's default set."""
+    return [name for name, p in PROBLEMS.items() if p.csv.is_file()]
+
+
 def add_problems_arg(ap) -> None:
-    """--problems NAME ... (default: all) on a benchmark script's parser."""
-    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS),
-                    help="benchmark problems to run (default: all)")
+    """--problems NAME ... (default: every problem whose grid is built) on a benchmark script's parser."""
+    ap.add_argument("--problems", nargs="+", choices=PROBLEMS, default=default_problems(),
+                    help="benchmark problems to run (default: those whose bench/grid_<problem>.csv is built: "
+                         f"{' '.join(default_problems())})")
 
 
 def subset_tag(names) -> str:
-    """The record tag of a run on some of the problems only: its figures are no product figures."""
-    return "" if set(names) == set(PROBLEMS) else f" --problems {' '.join(names)}"
+    """The record tag of a run on some of the (built) problems only: its figures are no product figures."""
+    return "" if set(names) == set(default_problems()) else f" --problems {' '.join(names)}"

@@ -89,6 +89,8 @@ def to_shape(cfg: PretrainConfig, *, target_model: str | None, target_width: int
 def to_budget(sweep_dir: Path, cfg: PretrainConfig, *, target_tokens: int,
               proxy: PretrainConfig | None = None) -> tuple[PretrainConfig, dict]:
     """peak_lr, batch size, warmup and total steps for ``target_tokens`` from the sweep's budget-ladder fit.
+    The schedule (cosine or WSD with its decay fraction and shape) is kept; a WSD ladder's cooldown
+    branches are not (they scored the ladder's budgets).
 
     ``proxy``: the ladder's own config, when ``cfg`` was carried to another shape first. Where the
     parametrization carries the shape (μP for width, a depth rule for depth) the law is read at the
@@ -104,7 +106,7 @@ def to_budget(sweep_dir: Path, cfg: PretrainConfig, *, target_tokens: int,
     run = target_run(fit, target_model=cfg.model, law_model=law_model, target_tokens=int(target_tokens),
                      warmup_fraction=float(record.get("warmup_fraction") or 0.0))
     t = replace(cfg.train, peak_lr=run["peak_lr"], batch_size=int(run["batch_size"]), max_tokens=int(target_tokens),
-                warmup_steps=int(run["warmup_steps"]), warmup_fraction=None,
+                warmup_steps=int(run["warmup_steps"]), warmup_fraction=None, cooldowns=None,
                 min_lr=min(cfg.train.min_lr, run["peak_lr"]), initial_lr=min(cfg.train.initial_lr, run["peak_lr"]))
     notes = {k: run[k] for k in ("compute", "peak_lr", "lr_ci", "batch_tokens", "batch_ci", "batch_size",
                                  "total_steps", "warmup_steps", "extrapolation_factor", "warning", "notes",

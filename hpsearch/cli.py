@@ -92,7 +92,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
 
     opts = SweepOptions.from_namespace(args, mode="grid")
     run_scale(opts, budgets=args.budgets, lrs=args.lrs, batch_sizes=args.batch_sizes, seeds=args.seeds,
-              warmup_fraction=args.warmup_fraction, verify=args.verify)
+              warmup_fraction=args.warmup_fraction, verify=args.verify, schedule=args.schedule)
     return 0
 
 
@@ -249,8 +249,13 @@ def register_sweep_commands(sub) -> None:
     g.add_argument("--seeds", type=parse_list(int, low=0), default=[0, 1],
                    help="training seeds per point; 2+ measure the noise that sets the near-optimal tolerance "
                         "(default: 0,1)")
+    g.add_argument("--schedule", choices=("cosine", "wsd"), default="cosine",
+                   help="cosine: one run per budget; wsd: one warmup-stable-decay run per point to the largest "
+                        "budget, scored at the smaller ones by cooldown branches (decay as the --config's "
+                        "train.decay_fraction/decay_shape; default: %(default)s)")
     g.add_argument("--warmup-fraction", type=number(float, low=0, high=1, high_open=True), default=0.05,
-                   help="warmup as a fraction of each run's steps (default: %(default)s)")
+                   help="warmup as a fraction of each run's steps (wsd: of the smallest budget's steps at the "
+                        "largest batch, one warmup for all; default: %(default)s)")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip training the held-out budget's predicted optimum")
     add_sweep_arguments(p, exclude=STUDY_EXCLUDES)

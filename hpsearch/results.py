@@ -21,6 +21,9 @@ from trainables.status import (COMPLETED, DIVERGED, EARLY_STOPPED, ERRORED, FAIL
                                RUNNING, SKIPPED, STATUSES)
 
 CURVE_COLUMNS = ["trial_id", "step", "epoch", "tokens_seen", "lr", "train_loss", "val_loss"]
+BRANCH_COLUMNS = ["cooldown_tokens", "cooldown_val_loss"]
+"""A WSD trial's cooldown branch (train.cooldowns): the budget it scores and its validation loss, on the
+row of the evaluation that reported it (NaN elsewhere)."""
 REQUIRED_COLUMNS = ("trial_id", "status", "best_val_loss", "best_val_tokens", "tokens_seen", "wall_time_s")
 METRIC_COLUMNS = ["best_val_loss", "best_val_tokens", "final_val_loss", "final_train_loss",
                   "tokens_seen", "steps", "wall_time_s", "cpus", "gpus", "error"]
@@ -60,7 +63,8 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
         if history is not None and len(history) and set(CURVE_COLUMNS[1:]) <= set(history.columns):
             # evaluation reports only: not the skip notice, not the diverged trial's closing repeat
             keep = history["hp_status"].isin((RUNNING, COMPLETED)) if "hp_status" in history else True
-            h = history.loc[keep, CURVE_COLUMNS[1:]].astype(float)
+            branch = [c for c in BRANCH_COLUMNS if c in history.columns]
+            h = history.loc[keep, CURVE_COLUMNS[1:] + branch].astype(float)
             h = h.loc[np.isfinite(h["val_loss"].to_numpy())].astype({"step": int, "tokens_seen": int})
             h.insert(0, "trial_id", trial_id)
             evals = h

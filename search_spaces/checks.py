@@ -15,7 +15,8 @@ from search_spaces.dists import DISTS, Dist, IntRange, LogUniform
 from trainables.config import AXES, PretrainConfig
 from trainables.errors import brief, did_you_mean
 
-TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string"}
+TYPE_WORDS = {bool: "a boolean (true/false)", int: "an integer", float: "a number", str: "a string",
+              list: "a list of integers"}
 
 
 @cache
@@ -40,7 +41,8 @@ def _optional_type(axis: str) -> type:
     for cls in (TrainArgs, GPTConfig, DataArgs):
         for f in fields(cls):
             if f.name == axis:
-                return float if "float" in str(f.type) else int
+                kind = str(f.type)
+                return list if kind.startswith("list") else float if "float" in kind else int
     return int
 
 
@@ -66,6 +68,9 @@ def coerce(axis: str, value: Any) -> Any:
             return number
     elif want is str and isinstance(value, str):
         return value
+    elif want is list and isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return list(value)
     raise ValueError(f"{brief(value)} is not {TYPE_WORDS[want]}; {axis} takes {_plural(want)}")
 
 
@@ -81,7 +86,7 @@ def _float(value: Any) -> float | None:
 
 
 def _plural(want: type) -> str:
-    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}[want]
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings", list: "lists of integers"}[want]
 
 
 def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
@@ -90,6 +95,8 @@ def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
     if not (isinstance(spec, dict) and len(spec) == 1):
         return None, [f"{where} must be a one-key mapping like {{grid: [4, 8]}} or "
                       f"{{loguniform: [1.0e-4, 1.0e-2]}}, got {brief(spec)}"]
+    if axis_type(axis) is list:
+        return None, [f"{where}: {axis} takes a list, which is set under fixed:, not searched"]
     ((kind, args),) = spec.items()
     cls = DISTS.get(kind)
     if cls is None:

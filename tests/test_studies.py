@@ -136,6 +136,34 @@ def test_ladder_fits_verifies_and_exports_to_a_target_budget(ladder, tmp_path, c
     assert side["lr_ci"][0] <= side["peak_lr"] <= side["lr_ci"][1] and side["extrapolation_factor"] > 100
 
 
+def test_a_wsd_ladder_trains_one_run_per_point_and_fits_from_its_branches(ladder, tmp_path, capsys):
+    """The same grid as the cosine ladder, --schedule wsd: one run per (LR, batch, seed) to 4,096 tokens,
+    cooldown branches at 1,024 and 2,048 feed the fit; it trains (4096 + 0.2 (1024 + 2048)) / 7168 = 0.66
+    of the cosine ladder's tokens; verification and export stay WSD, without the ladder's branches."""
+    assert main(["scale", "--schedule", "wsd", "--budgets", "1024,2048,4096", "--lrs", "2e-3,8e-3,3.2e-2",
+                 "--batch-sizes", "2,4", "--seeds", "0,1", "--name", "wsd", "--results-dir", str(tmp_path), *QUIET]) == 0
+    trials = pd.read_parquet(tmp_path / "wsd" / "trials.parquet")
+    curves = pd.read_parquet(tmp_path / "wsd" / "curves.parquet")
+    assert len(trials) == 3 * 2 * 2 and (trials["status"] == "completed").all()
+    branches = curves.dropna(subset=["cooldown_tokens"])
+    assert sorted(branches.groupby("trial_id")["cooldown_tokens"].apply(sorted).map(tuple).unique()) == [(1024, 2048)]
+    table = pd.read_csv(tmp_path / "wsd" / "scaling.csv")
+    assert table.groupby("budget_tokens").size().to_dict() == {1024: 12, 2048: 12, 4096: 12}
+    assert set(table.loc[table["budget_tokens"] < 4096, "loss"]) == set(branches["cooldown_val_loss"])
+    wsd_record = json.loads((tmp_path / "wsd" / "scaling.json").read_text())
+    cosine_record = json.loads((ladder / "lad" / "scaling.json").read_text())
+    assert wsd_record["schedule"] == "wsd" and cosine_record["schedule"] == "cosine"
+    assert 0.6 < wsd_record["ladder_tokens"] / cosine_record["ladder_tokens"] < 0.7
+    verify = json.loads((tmp_path / "wsd-verify" / "sweep.json").read_text())["base_config"]["train"]
+    assert verify["schedule"] == "wsd" and not verify["cooldowns"]
+    assert verify["warmup_steps"] == wsd_record["warmup_steps"] and math.isfinite(wsd_record["holdout"]["loss_gap"])
+    out = tmp_path / "target.yaml"
+    assert main(["export", "wsd", "--results-dir", str(tmp_path), "--target-tokens", "1M", "--out", str(out)]) == 0
+    cfg = load_config(out)
+    assert (cfg.train.schedule, cfg.train.decay_fraction, cfg.train.decay_shape, cfg.train.cooldowns) == \
+        ("wsd", 0.2, "1-sqrt", None)
+
+
 def test_target_tokens_needs_a_ladder(transfer_sweep, tmp_path, capsys):
     assert main(["export", "w", "--results-dir", str(transfer_sweep), "--target-tokens", "10B",
                  "--out", str(tmp_path / "x.yaml")]) == 2

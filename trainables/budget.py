@@ -83,6 +83,20 @@ def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, 
 
 
 @dataclass(frozen=True)
+class Branch:
+    """A cooldown branch: the decay a WSD run of ``tokens`` would end with, taken from the main run.
+
+    A run of that budget trains ``total_steps`` steps; its decay starts at ``start`` and lasts
+    ``decay_steps``. Until ``start`` it is the main run step for step (same warmup, same stable LR,
+    same batches), so the branch's loss is that run's loss."""
+
+    tokens: int
+    total_steps: int
+    start: int
+    decay_steps: int
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Quantities derived once from the config and the corpus, printed at the start of a run."""
 
@@ -97,6 +111,7 @@ class RunPlan:
     epochs: float  # < num_epochs when max_tokens cuts the run short
     warmup_steps: int  # train.warmup_steps, or train.warmup_fraction of total_steps
     decay_steps: int = 0  # WSD: the last train.decay_fraction of total_steps (0 for cosine and constant)
+    branches: tuple[Branch, ...] = ()  # WSD: the cooldown branches of train.cooldowns, by start step
 
     def describe(self) -> str:
         return (f"corpus {self.n_tokens:,} tokens (train {self.train_tokens:,} / val {self.val_tokens:,}); "
@@ -145,7 +160,29 @@ def plan_run(config: PretrainConfig, n_tokens: int, *, source: str = "corpus") -
             + (f", capped by max_tokens {t.max_tokens:,}" if t.max_tokens else "")
             + "); lower warmup_steps or train longer")
     return RunPlan(n_tokens, train_n, val_n, train_windows, val_windows, batches, tokens_per_step,
-                   total, round(total / batches, 3), warmup, decay)
+                   total, round(total / batches, 3), warmup, decay,
+                   branches_of(t, total=total, warmup=warmup, tokens_per_step=tokens_per_step))
+
+
+def branches_of(t: TrainArgs, *, total: int, warmup: int, tokens_per_step: int) -> tuple[Branch, ...]:
+    """The cooldown branches of ``train.cooldowns`` (sorted, one per distinct step count); ConfigError
+    naming a budget whose run would be no shorter than the main run, or would decay inside its warmup."""
+    if not t.cooldowns:
+        return ()
+    out: dict[int, Branch] = {}
+    for tokens in sorted(set(t.cooldowns)):
+        steps = max(1, tokens // tokens_per_step)
+        if steps >= total:
+            raise ConfigError(
+                f"train.cooldowns: a run of {tokens:,} tokens would take {steps} steps of {tokens_per_step:,} tokens, "
+                f"not fewer than the run's own {total}; list budgets below the run's")
+        decay = decay_steps_of(t, steps)
+        if steps - decay < warmup:
+            raise ConfigError(
+                f"train.cooldowns: a run of {tokens:,} tokens ({steps} steps) would start its decay at step "
+                f"{steps - decay}, inside the warmup of {warmup} steps; drop that budget or shorten the warmup")
+        out.setdefault(steps, Branch(tokens, steps, steps - decay, decay))
+    return tuple(sorted(out.values(), key=lambda b: b.start))
 
 
 # -- a sweep ----------------------------------------------------------------------------------------

@@ -73,6 +73,12 @@ class TrainArgs:
     """wsd: the share of the run's steps spent decaying (Hägele et al. 2024: 20 % matches cosine)."""
     decay_shape: str = "1-sqrt"
     """wsd: the decay's shape: 1-sqrt (Hägele et al. 2024's best), linear or cosine."""
+    cooldowns: list[int] | None = None
+    """wsd: token budgets below max_tokens at which the run also scores a cooldown branch: from the step
+    where a WSD run of that budget would start its decay, decay_fraction of that budget decays to min_lr,
+    the validation loss is reported (cooldown_tokens, cooldown_val_loss) and the branch is discarded; the
+    run goes on as if it had not been taken. One run then gives the loss of every shorter run
+    (Hägele et al. 2024, §4): `hpsearch scale --schedule wsd` fits its laws from them."""
     warmup_steps: int = 10
     warmup_fraction: float | None = None
     """If set, warmup lasts this fraction of the run's steps (rounded) instead of warmup_steps: one
@@ -160,6 +166,7 @@ class PretrainConfig:
         if not (isinstance(t.decay_fraction, (int, float)) and not isinstance(t.decay_fraction, bool)
                 and 0.0 < t.decay_fraction <= 1.0):
             out.append(f"train.decay_fraction must be a number in (0, 1], got {brief(t.decay_fraction)}")
+        out.extend(cooldown_problems(t))
         lrs_ok = all(
             [
                 number("train", "peak_lr", t.peak_lr, 0.0, strict=True),
@@ -350,6 +357,24 @@ AXES: dict[str, str] = {
     "stride": "data",
     "train_ratio": "data",
 }
+
+
+def cooldown_problems(t: TrainArgs) -> list[str]:
+    """train.cooldowns: positive token budgets, below max_tokens, on a WSD run."""
+    c = t.cooldowns
+    if c is None:
+        return []
+    if not (isinstance(c, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in c)):
+        return [f"train.cooldowns must be a list of positive token budgets (e.g. [100000, 200000]) or null, "
+                f"got {brief(c)}"]
+    out = []
+    if c and t.schedule != "wsd":
+        out.append(f"train.cooldowns needs train.schedule: wsd (a branch decays from the stable LR), "
+                   f"got schedule {brief(t.schedule)}; set schedule: wsd or drop cooldowns")
+    if c and isinstance(t.max_tokens, int) and max(c) >= t.max_tokens:
+        out.append(f"train.cooldowns: {max(c):,} is not below train.max_tokens {t.max_tokens:,} (the run's own "
+                   "decay scores its full budget); list shorter budgets only")
+    return out
 
 
 def load_config(path: str | os.PathLike) -> PretrainConfig:

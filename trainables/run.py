@@ -6,7 +6,6 @@ The schedule gives one base LR per step; each AdamW parameter group runs at that
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
@@ -17,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.budget import RunPlan, lr_at, plan_run
+from trainables.budget import Branch, RunPlan, lr_at, plan_run
 from trainables.config import PretrainConfig
+from trainables.cooldown import branch_loss, linear_cooldown_lrs, wsd_branch_lrs
 from trainables.corpus import WindowLoader, split_tokens
 from trainables.engine import Engine
 from trainables.errors import CheckpointError, DataError, first_line
@@ -132,6 +132,7 @@ class Run:
         self.best_val_step = 0
         self.best_val_tokens = 0
         self.evals: list[dict] = []
+        self.branches_done: dict[int, float] = {}  # cooldown branch tokens -> its validation loss
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -144,6 +145,7 @@ class Run:
             "tokens_seen": self.tokens_seen,
             "best": [self.best_val_loss, self.best_val_step, self.best_val_tokens],
             "evals": self.evals,
+            "branches": self.branches_done,
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -199,6 +201,7 @@ class Run:
         self.tokens_seen = int(state["tokens_seen"])
         self.best_val_loss, self.best_val_step, self.best_val_tokens = state["best"]
         self.evals = list(state["evals"])
+        self.branches_done = {int(k): float(v) for k, v in state.get("branches", {}).items()}
         torch.set_rng_state(state["rng"]["torch"].cpu())
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["rng"]["cuda"]])
@@ -249,24 +252,16 @@ class Run:
         """Validation loss after ``steps`` more optimizer steps whose LR falls linearly from the schedule's
         current LR to ``train.min_lr``: what the run would score if it were ended now with a short
         cooldown. An early score that is fairer than the raw loss, which favours high learning rates
-        while they are still high. The steps take the batches that come next; afterwards the run is
-        exactly as it was (model, optimizer, RNG), so training goes on as if nothing happened."""
-        model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
-        rng = torch.get_rng_state()
-        lr0, min_lr = self.lr(self.step), self.config.train.min_lr
-        try:
-            self.model.train()
-            for i, (step, x, y) in zip(range(steps), self.steps()):
-                lr = lr0 + (min_lr - lr0) * (i + 1) / steps
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
-                self.train_step(step, x, y)
-            return evaluate(self.model, self.val_loader, self.config.eval.eval_iter, self.device, self.autocast)
-        finally:
-            self.model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(optimizer_state)
-            torch.set_rng_state(rng)
+        while they are still high. The run is left exactly as it was (:func:`branch_loss`)."""
+        return branch_loss(self, linear_cooldown_lrs(self.lr(self.step), self.config.train.min_lr, steps))
+
+    def val_loss(self) -> float:
+        """The validation loss of the model as it is now (eval.eval_iter batches)."""
+        return evaluate(self.model, self.val_loader, self.config.eval.eval_iter, self.device, self.autocast)
+
+    def due_branches(self) -> list[Branch]:
+        """The cooldown branches that start at the current step and have not been scored yet."""
+        return [b for b in self.plan.branches if b.start == self.step and b.tokens not in self.branches_done]
 
     def train(self, *, on_eval: EvalCallback | None = None, log: Callable[[str], None] | None = print,
               checkpoint_dir: Path | None = None, final_checkpoint: bool = True) -> RunSummary:
@@ -291,19 +286,30 @@ class Run:
                 diverged = f"training loss became {train_loss} at step {self.step} (lr {lr:.3g})"
                 break
             final = self.step >= self.plan.total_steps
-            if not (self.step % e.eval_freq == 0 or final):
+            branches = self.due_branches()
+            if not (self.step % e.eval_freq == 0 or final or branches):
                 continue
+            for b in branches:  # scored before this step's evaluation, which then reports them
+                self.branches_done[b.tokens] = branch_loss(self, wsd_branch_lrs(self, b))
             metrics = self._evaluate(lr, train_loss, t_start, tokens_start)
             if not math.isfinite(metrics["val_loss"]):
                 diverged = f"validation loss became {metrics['val_loss']} at step {self.step}"
                 break
             if log:
                 log(_progress_line(metrics, self.plan))
+                for b in branches:
+                    log(f"cooldown branch: a {b.tokens:,}-token run ({b.total_steps} steps, decay from step {b.start}) "
+                        f"ends at val {self.branches_done[b.tokens]:.4f}")
             due = final or (e.checkpoint_freq and self.step % e.checkpoint_freq == 0) or self.checkpoint_due()
             if checkpoint_dir is not None and due and (final_checkpoint or not final):
                 self.save(checkpoint_dir)
             if on_eval is not None:
-                on_eval({**metrics, "training_complete": final}, self.save)
+                # one report per branch (each row of curves.parquet carries one); the first also counts
+                # as the evaluation, the others repeat its metrics at the same step
+                rows = [{"cooldown_tokens": b.tokens, "cooldown_val_loss": self.branches_done[b.tokens]}
+                        for b in branches] or [{}]
+                for extra in rows:
+                    on_eval({**metrics, **extra, "training_complete": final}, self.save)
         summary = self._summary(DIVERGED if diverged else COMPLETED, diverged,
                                 seconds=time.perf_counter() - t_start, tokens=self.tokens_seen - tokens_start)
         if log and diverged:
