@@ -71,7 +71,8 @@ def _user_tokenizer_dir(root: Path, tokenizer: str, eot_token: str | None) -> Pa
     if (out / "tokenizer.json").is_file():
         return out
     files = {
-        "tokenizer_config.json": {"add_bos_token": False, "eos_token": tok.eot_token, "bos_token": None},
+        "tokenizer_config.json": {"add_bos_token": False, "eos_token": tok.eot_token, "bos_token": None,
+                                  "tokenizer_class": "PreTrainedTokenizerFast"},
         "generation_config.json": {"eos_token_id": tok.eot_id},
     }
     out.mkdir(parents=True, exist_ok=True)
