@@ -181,7 +181,7 @@ def to_litgpt(cfg: PretrainConfig, *, corpus_tokens: int | None = None, tuned=()
             "class_path": LITGPT_DATA,
             "init_args": {"path": d.path, "pattern": d.pattern, "format": d.format, "text_field": d.text_field,
                           "sample_tokens": d.sample_tokens, "sample_seed": d.sample_seed, "tokenizer": d.tokenizer,
-                          "eot_token": d.eot_token, "token_dtype": d.token_dtype,
+                          "eot_token": d.eot_token, "token_dtype": d.token_dtype, "vocab_size": m.vocab_size,
                           "train_ratio": d.train_ratio, "stride": d.stride, "seed": t.seed},
         },
         **({"tokenizer_dir": str(tokenizer_dir)} if tokenizer_dir else {}),

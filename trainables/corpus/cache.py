@@ -15,7 +15,7 @@ import numpy as np
 from trainables.corpus.formats import DEFAULT_PATTERN, EMBEDDED, FORMATS, TOKEN_DTYPES, _plan, corpus_files
 from trainables.corpus.sample import _load_sample, _load_shards
 from trainables.corpus.text import _documents, _empty_error, _pieces, _split_for_parallel, read_documents
-from trainables.corpus.tokenizer import GPT2, Tokenizer, load_tokenizer, tokenizer_key
+from trainables.corpus.tokenizer import GPT2, GPT2_VOCAB_SIZE, Tokenizer, load_tokenizer, tokenizer_key
 from trainables.corpus.tokens import CACHE_FORMAT, CacheWriteError, _encode, _TokenFile, eot_array
 from trainables.errors import DataError, brief
 from trainables.files import atomic_write_text
@@ -148,10 +148,10 @@ def load_tokens(
                         f"({tok.vocab_size:,} ids); leave model.vocab_size out or set it to at least {tok.vocab_size:,}")
 
     def cold(memory: bool) -> dict:
-        if shards:
-            eot = _shard_separator(tokenizer, eot_token, vocab_size)
-            return _load_shards(plan, cache, sample_tokens, sample_seed, source, log, token_dtype, vocab_size, eot,
-                                memory)
+        if shards:  # without model.vocab_size, ids are checked against the tokenizer's size
+            limit = vocab_size or (GPT2_VOCAB_SIZE if tokenizer == GPT2 else load_tokenizer(tokenizer, eot_token).vocab_size)
+            eot = _shard_separator(tokenizer, eot_token, limit)
+            return _load_shards(plan, cache, sample_tokens, sample_seed, source, log, token_dtype, limit, eot, memory)
         if sample_tokens is not None:
             return _load_sample(plan, cache, text_field, sample_tokens, sample_seed, source, log, tok, memory)
         return _load_text(path, plan, cache, text_field, source, log, tok, memory)

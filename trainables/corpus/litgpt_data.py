@@ -146,7 +146,7 @@ def _litgpt_data_class():
     format, text_field, sample_tokens, sample_seed, train_ratio, stride, with their defaults) plus the
     window order's seed and the DataLoader's workers."""
     from dataclasses import field, fields, make_dataclass
-    from typing import get_type_hints
+    from typing import Optional, get_type_hints
 
     from litgpt.data import DataModule
     from torch.utils.data import DataLoader
@@ -165,7 +165,7 @@ def _litgpt_data_class():
             load_tokens(**self._load(), log=print)
 
         def _load(self) -> dict:
-            return {name: getattr(self, name) for name in READING}
+            return {**{name: getattr(self, name) for name in READING}, "vocab_size": self.vocab_size}
 
         def _windows(self, split: int) -> CorpusWindows:
             if self.max_seq_length < 1:
@@ -192,6 +192,7 @@ def _litgpt_data_class():
         *data_fields,
         ("seed", int, field(default=123)),  # seeds the training windows' order per epoch (hpsearch's train.seed)
         ("num_workers", int, field(default=0)),  # DataLoader worker processes
+        ("vocab_size", Optional[int], field(default=None)),  # the model's: every id is checked against it
         ("batch_size", int, field(default=1, init=False, repr=False)),
         ("max_seq_length", int, field(default=-1, init=False, repr=False)),
     ], bases=(Methods, DataModule), namespace={"__doc__": """hpsearch's corpus as litgpt pretraining data: the tokens,
@@ -200,7 +201,7 @@ def _litgpt_data_class():
         The data section of a config written by ``hpsearch export --format litgpt`` names this class;
         ``litgpt pretrain`` then needs hpsearch installed beside it. No litgpt tokenizer is needed:
         the corpus is tokenized (and cached) by hpsearch with data.tokenizer. Its fields are hpsearch's data
-        section (see :class:`trainables.config.DataArgs`) plus ``seed`` and ``num_workers``.
+        section (see :class:`trainables.config.DataArgs`) plus ``seed``, ``num_workers`` and ``vocab_size``.
         """})
     LitGPTData.__module__, LitGPTData.__qualname__ = "trainables.corpus", "LitGPTData"  # the class_path configs name
     return LitGPTData
