@@ -274,8 +274,9 @@ class PretrainConfig:
         raw = self.to_dict()
         if "model.preset" in values:
             raw["model"] = {}
-        elif "data.tokenizer" in values and "model.vocab_size" not in values and self.model.vocab_size in (
-                preset_config(self.preset).vocab_size, tokenizer_vocab_size(raw["data"])):
+        elif "data.tokenizer" in values and "model.vocab_size" not in values and (
+                self.model.vocab_size == preset_config(self.preset).vocab_size
+                or self.model.vocab_size == tokenizer_vocab_size(raw["data"])):
             del raw["model"]["vocab_size"]  # it followed the old tokenizer (or the preset): it follows the new one
         for key, value in values.items():
             section, _, name = key.partition(".")
