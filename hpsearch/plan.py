@@ -58,10 +58,16 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
         cfg = PretrainConfig(model=model, preset=opts.model, eval=EvalArgs(eval_freq=10, eval_iter=3))
     data = opts.data if opts.data is not None else cfg.data.path
     reading = {k: v for k, v in (("format", opts.data_format), ("text_field", opts.text_field),
+                                 ("token_dtype", opts.token_dtype),
                                  ("sample_tokens", opts.sample_tokens), ("sample_seed", opts.sample_seed))
                if v is not None}
     cfg = replace(cfg, data=replace(cfg.data, path=str(Path(data).expanduser().resolve()) if data else None,
                                     pattern=opts.data_pattern if opts.data else cfg.data.pattern, **reading))
+    tokenizer = opts.tokenizer or cfg.data.tokenizer
+    if tokenizer != "gpt2":  # absolute, as trials and exports need it; model.vocab_size follows it unless set
+        tokenizer = str(Path(tokenizer).expanduser().resolve())
+    if tokenizer != cfg.data.tokenizer:
+        cfg = cfg.with_overrides({"data.tokenizer": tokenizer}, source="--tokenizer")
     engine = {k: v for k, v in (("precision", opts.precision), ("compile", opts.compile or None)) if v is not None}
     if engine:
         cfg = replace(cfg, train=replace(cfg.train, **engine))
@@ -119,7 +125,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
             opts = replace(opts, space=space.name)
     base = base_config(opts, space)  # reads --config: every file the user gave is checked before Ray is imported
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
-    corpus = load_data(base.data, log=log)
+    corpus = load_data(base.data, vocab_size=base.model.vocab_size, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
     # the corpus must hold a window in each split; per-trial misfits (a batch larger than the data,
     # warmup longer than the run) are the trial's own 'skipped-invalid'
