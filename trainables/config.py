@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from trainables.budget import DECAY_SHAPES, SCHEDULES
+from trainables.budget import DECAY_SHAPES, SCHEDULES, cooldown_problems
 from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.files import plain, read_yaml
 from trainables.model_config import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
@@ -393,24 +393,6 @@ AXES: dict[str, str] = {
     "stride": "data",
     "train_ratio": "data",
 }
-
-
-def cooldown_problems(t: TrainArgs) -> list[str]:
-    """train.cooldowns: positive token budgets, below max_tokens, on a WSD run."""
-    c = t.cooldowns
-    if c is None:
-        return []
-    if not (isinstance(c, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in c)):
-        return [f"train.cooldowns must be a list of positive token budgets (e.g. [100000, 200000]) or null, "
-                f"got {brief(c)}"]
-    out = []
-    if c and t.schedule != "wsd":
-        out.append(f"train.cooldowns needs train.schedule: wsd (a branch decays from the stable LR), "
-                   f"got schedule {brief(t.schedule)}; set schedule: wsd or drop cooldowns")
-    if c and isinstance(t.max_tokens, int) and max(c) >= t.max_tokens:
-        out.append(f"train.cooldowns: {max(c):,} is not below train.max_tokens {t.max_tokens:,} (the run's own "
-                   "decay scores its full budget); list shorter budgets only")
-    return out
 
 
 def load_config(path: str | os.PathLike) -> PretrainConfig:
