@@ -110,6 +110,45 @@ def finished_sweep(d: Path) -> None:
                                                   "base_config": base}))
 
 
+HELD = []
+
+
+def held_name(d: Path) -> None:
+    """results/x claimed by this (the bench's) process, as a running sweep of that name holds it."""
+    sys.path.insert(0, str(REPO))
+    from hpsearch.lock import claim
+
+    HELD.append(claim(d / "results" / "x", "x", resume=False))
+
+
+def release_held(d: Path) -> None:
+    while HELD:
+        HELD.pop().release()
+
+
+def recorded_sweep(d: Path) -> None:
+    """results/r: the record of a started sweep (model nano, 4 samples, 512 tokens per trial)."""
+    (d / "results" / "r" / "tune").mkdir(parents=True)
+    (d / "results" / "r" / "tune" / "experiment_state-x.json").write_text("{}")
+    (d / "results" / "r" / "sweep.json").write_text(json.dumps({"name": "r", "space": {"name": "smoke", "axes": {}},
+        "options": {"model": "nano", "num_samples": 4, "max_tokens_per_trial": 512}}))
+
+
+def dna_line(d: Path) -> None:
+    """dna.txt: 20 MB of A/C/G/T on one line (one pre-tokenizer piece, were it not cut)."""
+    import numpy as np
+
+    (d / "dna.txt").write_bytes(np.frombuffer(b"ACGT", np.uint8)[np.random.default_rng(0).integers(0, 4, 20_000_000)]
+                                .tobytes())
+
+
+def prose() -> str:
+    """About 2 MB of English (the embedded corpus twice over): its tokens do not fit in a 1 MiB cache."""
+    from pydoc_data.topics import topics
+
+    return "\n\n".join(topics.values()) * 2
+
+
 def both(*setups):
     def setup(d: Path) -> None:
         for s in setups:
@@ -129,6 +168,10 @@ class Case:
     then: list[str] = field(default_factory=list)
     """A second command run afterwards (e.g. --resume); its status is reported too."""
     teardown: object = None
+    env: dict = field(default_factory=dict)
+    """Extra environment of the command (e.g. HPSEARCH_CACHE_DIR on a full disk)."""
+    notice: str | None = None
+    """A case that runs to the end: the message is the last stdout line starting with this text (a warning)."""
 
 
 CASES = [
@@ -147,6 +190,10 @@ CASES = [
          files(**{"c.yaml": "train: {peak_lr: 1.0e-3}\ntrain: {min_lr: 1.0e-5}\n"})),
     Case("config is a directory", ["pretrain", "--config", "configs"], files(**{"configs__a.yaml": "train: {}\n"})),
     Case("config not UTF-8", ["pretrain", "--config", "c.yaml"], files(**{"c.yaml": "# caf\xe9\n".encode("latin-1")})),
+    Case("--space /dev/zero (a device)", ["sweep", "--space", "/dev/zero", *QUICK_SWEEP]),
+    Case("--config /dev/zero (a device)", ["pretrain", "--config", "/dev/zero"]),
+    Case("a FIFO as --space (no writer: opening it would block)", ["sweep", "--space", "s.yaml", *QUICK_SWEEP],
+         lambda d: os.mkfifo(d / "s.yaml")),
     Case("200 kB value in a space", ["spaces", "s.yaml"],
          files(**{"s.yaml": yaml.safe_dump({"name": "s", "axes": ["x" * 200_000]})})),
     Case("unknown axis", ["spaces", "s.yaml"], files(**{"s.yaml": space({"peak_rl": {"grid": [1e-3]}})})),
@@ -154,6 +201,17 @@ CASES = [
     Case("unknown config key", ["pretrain", "--config", "c.yaml"], files(**{"c.yaml": "train: {lr: 1}\n"})),
     Case("corpus missing", ["sweep", "--data", "nope.txt", *QUICK_SWEEP]),
     Case("corpus binary", ["sweep", "--data", "x.txt", *QUICK_SWEEP], files(**{"x.txt": b"\x7fELF\x00\x00"})),
+    Case("corpus is a FIFO (opening it would block)", ["sweep", "--data", "pipe", *QUICK_SWEEP],
+         lambda d: os.mkfifo(d / "pipe")),
+    Case("corpus is /dev/zero (endless)", ["sweep", "--data", "/dev/zero", *QUICK_SWEEP]),
+    Case("pretrain on one 20 MB line without whitespace (DNA-like)",
+         ["pretrain", "--data.path", "dna.txt", "--model.preset", "nano", "--max-tokens", "512",
+          "--train.warmup_steps", "0", "--out", "run"],
+         dna_line, runtime=True, env={"HPSEARCH_CACHE_DIR": "cache"}),  # a cold cache: tokenizing is measured
+    Case("token cache on a full disk (the run goes on, uncached)",
+         ["pretrain", "--config", "c.yaml", "--out", "run"], both(files(**{"c.yaml": config(), "corpus.txt": prose()}),
+                                                                 full_disk()),
+         teardown=unmount, env={"HPSEARCH_CACHE_DIR": "full"}, notice="warning:"),
     Case("--num-samples 0", ["sweep", "--num-samples", "0"]),
     Case("--num-samples -1 (optuna-asha)", ["sweep", "--num-samples", "-1", "--mode", "optuna-asha"]),
     Case("--num-samples -3", ["sweep", "--num-samples", "-3"]),
@@ -179,6 +237,13 @@ CASES = [
          ["export", "lr-done", "--out", "runs", "--force", "--results-dir", "results"], files(**{"runs__keep__model.pt": b"weights"})),
     Case("sweep name already started", ["sweep", "--name", "taken", "--space", "smoke", *QUICK_SWEEP],
          files(**{"results__taken__sweep.json": "{}", "results__taken__tune__experiment_state-x.json": "{}"})),
+    Case("a sweep of a name another process is running", ["sweep", "--name", "x", "--space", "smoke", *QUICK_SWEEP],
+         held_name, teardown=release_held),
+    Case("--resume of a name another process is running", ["sweep", "--name", "x", "--resume", *QUICK_SWEEP[-3:]],
+         both(held_name, files(**{"results__x__sweep.json": "{}"})), teardown=release_held),
+    Case("--resume with changed --model/--num-samples/--max-tokens-per-trial",
+         ["sweep", "--name", "r", "--resume", "--model", "small", "--num-samples", "8", "--max-tokens-per-trial", "999",
+          "--results-dir", "results"], recorded_sweep),
     Case("export onto a full disk", ["export", "s", "--out", "full/best.yaml", "--results-dir", "results"],
          both(finished_sweep, full_disk()), teardown=unmount),
     Case("pretrain --out onto a nearly full disk (64 KiB left: the run trains, its checkpoint does not fit)",
@@ -202,6 +267,10 @@ CASES = [
          files(**{"one.yaml": space({"peak_lr": {"grid": [5e-3]}}, batch_size=4, warmup_steps=2)}), runtime=True,
          interrupt_after="results/c/tune/*/result.json",
          then=["sweep", "--name", "c", "--resume", "--results-dir", "results", "--no-dashboard"]),
+    Case("Ctrl-C in a transfer study after its first report",
+         ["transfer", "--name", "t", "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--seeds", "0",
+          *QUICK_SWEEP[:2], "--max-tokens-per-trial", "4096", *QUICK_SWEEP[4:]], runtime=True,
+         interrupt_after="results/t/tune/*/result.json"),
 ]
 
 
@@ -246,7 +315,8 @@ def run_case(case: Case, d: Path, timeout: float) -> dict:
     record = d / ".record.json"
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(record), "--", *case.argv]
     with open(d / "stderr.log", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=d, env=ENV, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        out = open(d / "stdout.log", "w") if case.notice else subprocess.DEVNULL
+        proc = subprocess.Popen(cmd, cwd=d, env={**ENV, **case.env}, stdout=out, stderr=err, start_new_session=True)
         if case.interrupt_after:
             deadline = time.time() + timeout
             while proc.poll() is None and time.time() < deadline and \
@@ -263,11 +333,13 @@ def run_case(case: Case, d: Path, timeout: float) -> dict:
     record.unlink(missing_ok=True)
     lines = [ln for ln in (d / "stderr.log").read_text(errors="replace").splitlines()
              if ln.startswith("hpsearch") and ": error: " in ln or ln.startswith("hpsearch: interrupted")]
+    if case.notice:
+        lines = [ln for ln in (d / "stdout.log").read_text(errors="replace").splitlines() if ln.startswith(case.notice)]
     message = (lines[-1] if lines else "").replace(f"{d}/", "").replace(str(d), ".")  # the scratch dir's path
     after = snapshot(d)
     row = {"case": case.name, "command": "hpsearch " + shlex.join(case.argv), "message": message,
            "rc": proc.returncode, "rss_mb": stats["rss_mb"], "wall_s": stats["wall_s"],
-           "kept": kept(before, {k: v for k, v in after.items() if k != "stderr.log"})}
+           "kept": kept(before, {k: v for k, v in after.items() if k not in ("stderr.log", "stdout.log")})}
     if case.name.startswith("every trial skipped"):
         row["message"] = "stdout: " + " / ".join(_skip_lines(d))
     if case.then:

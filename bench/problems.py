@@ -122,14 +122,19 @@ def _write(name: str, text: str) -> Path:
 
 def code_corpus() -> Path:
     """The running Python's standard-library modules, in name order, up to CODE_CHARS characters."""
+    files = sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    return _write("code", _concat(files, CODE_CHARS, lambda f: f.name))
+
+
+def _concat(files, limit: int, label) -> str:
+    """The files' texts, each under a "# ---- label" line, until ``limit`` characters are reached."""
     parts, n = [], 0
-    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
-        text = f.read_text(encoding="utf-8", errors="replace")
-        parts.append(f"# ---- {f.name}\n{text}")
+    for f in files:
+        parts.append(f"# ---- {label(f)}\n{f.read_text(encoding='utf-8', errors='replace')}")
         n += len(parts[-1])
-        if n >= CODE_CHARS:
+        if n >= limit:
             break
-    return _write("code", "\n\n".join(parts))
+    return "\n\n".join(parts)
 
 
 def docs_corpus() -> Path:
@@ -146,14 +151,7 @@ def pkgs_corpus() -> Path:
     site = Path(sysconfig.get_paths()["purelib"])
     files = sorted(f for d in site.glob("*.dist-info") for f in d.rglob("*")
                    if f.is_file() and f.name.upper().startswith(PKG_TEXTS))
-    parts, n = [], 0
-    for f in files:
-        text = f.read_text(encoding="utf-8", errors="replace")
-        parts.append(f"# ---- {f.relative_to(site)}\n{text}")
-        n += len(parts[-1])
-        if n >= PKGS_CHARS:
-            break
-    return _write("pkgs", "\n\n".join(parts))
+    return _write("pkgs", _concat(files, PKGS_CHARS, lambda f: f.relative_to(site)))
 
 
 CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus, "pkgs": pkgs_corpus}

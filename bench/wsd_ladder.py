@@ -45,7 +45,6 @@ def main() -> None:
     if data == "stdlib":
         data, pattern = sysconfig.get_paths()["stdlib"], "*.py"
 
-    import pandas as pd
 
     from hpsearch.options import SweepOptions
     from hpsearch.scale import run_scale, wsd_fixed

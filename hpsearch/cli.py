@@ -13,11 +13,16 @@ from hpsearch.cluster import register_cluster_commands
 from hpsearch.options import (DEFAULT_RESULTS, SweepOptions, add_sweep_arguments, number, parse_count, parse_list,
                               sweep_dir_of)
 from trainables.errors import HPSearchError, SweepError, shell_command
-from trainables.status import COMPLETED
+from trainables.status import COMPLETED, ERRORED
 
 MAX_ERROR_CHARS = 2000
 """The longest error line printed: a message never carries an unbounded user value, and this makes sure."""
 INTERRUPTED_EXIT = 130
+NO_WINNER_EXIT = 1
+"""A sweep that ran, but no trial completed or was stopped early with a finite loss."""
+ERRORED_EXIT = 3
+"""A sweep that finished with a winner, but some trials errored (crashed past --max-failures): the
+winner is written, and the status says that not every point was measured."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -63,7 +68,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
               + shell_command("hpsearch", "sweep", "--name", outcome.name, "--results-dir", outcome.sweep_dir.parent,
                               "--resume") + "`", file=sys.stderr)
         return INTERRUPTED_EXIT
-    return 0 if outcome.best is not None else 1
+    if outcome.best is None:
+        return NO_WINNER_EXIT
+    return ERRORED_EXIT if (outcome.trials["status"] == ERRORED).any() else 0
 
 
 STUDY_EXCLUDES = ("space", "mode", "num_samples")
@@ -326,8 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     except HPSearchError as exc:
         print(f"hpsearch: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("hpsearch: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a message, when there is one, says how to finish
+        print("hpsearch: interrupted" + (f": {one_line(exc)}" if str(exc) else ""), file=sys.stderr)
         return INTERRUPTED_EXIT
 
 

@@ -180,7 +180,8 @@ def to_litgpt(cfg: PretrainConfig, *, corpus_tokens: int | None = None, tuned=()
         "data": {
             "class_path": LITGPT_DATA,
             "init_args": {"path": d.path, "pattern": d.pattern, "format": d.format, "text_field": d.text_field,
-                          "sample_tokens": d.sample_tokens, "sample_seed": d.sample_seed,
+                          "sample_tokens": d.sample_tokens, "sample_seed": d.sample_seed, "tokenizer": d.tokenizer,
+                          "eot_token": d.eot_token, "token_dtype": d.token_dtype, "vocab_size": m.vocab_size,
                           "train_ratio": d.train_ratio, "stride": d.stride, "seed": t.seed},
         },
         **({"tokenizer_dir": str(tokenizer_dir)} if tokenizer_dir else {}),
@@ -201,11 +202,13 @@ def litgpt_yaml(cfg: PretrainConfig, row: pd.Series | None = None, *, corpus_tok
         f"litgpt pretraining config written by hpsearch{trial}",
         "run it: litgpt pretrain --config THIS_FILE",
         "  needs hpsearch installed beside litgpt (pip install 'hpsearch[litgpt]'): data.class_path is hpsearch's",
-        "  corpus reader, which gives litgpt the trials' GPT-2 tokens, train/val split and window order",
-        "  tokenizer_dir: GPT-2's BPE as tokenizer.json, written by hpsearch from the files it tokenizes with;",
-        "  litgpt copies it into each checkpoint (for litgpt generate/chat). Training does not need it: on",
-        "  another machine drop it, or point it at any GPT-2 tokenizer (litgpt download openai-community/gpt2",
-        "  --tokenizer_only true)",
+        "  corpus reader, which gives litgpt the trials' tokens, train/val split and window order",
+        *(["  tokenizer_dir: GPT-2's BPE as tokenizer.json, written by hpsearch from the files it tokenizes with;",
+           "  litgpt copies it into each checkpoint (for litgpt generate/chat). Training does not need it: on",
+           "  another machine drop it, or point it at any GPT-2 tokenizer (litgpt download openai-community/gpt2",
+           "  --tokenizer_only true)"] if cfg.data.tokenizer == "gpt2" else
+          [f"  tokenizer_dir: a copy of your tokenizer {cfg.data.tokenizer} (the corpus is tokenized with it),",
+           "  with its end-of-text token named; litgpt copies it into each checkpoint (for litgpt generate/chat)"]),
         f"  the corpus: {cfg.data.path or 'the embedded corpus (pydoc_data.topics)'}; "
         "elsewhere pass --data.path /path/to/corpus",
         "  on N GPUs add --devices N --train.micro_batch_size <global_batch_size / N>",
@@ -284,7 +287,8 @@ def export(sweep_dir: Path, out: Path, *, trial_id: str | None = None, fmt: str 
     corpus_tokens = None if target_tokens is not None else (meta.get("corpus") or {}).get("tokens")
     text = litgpt_yaml(cfg, row, corpus_tokens=corpus_tokens, tuned=axes,
                        name=f"hpsearch-{meta.get('name', sweep_dir.name)}-{row['trial_id']}",
-                       tokenizer_dir=str(litgpt_tokenizer_dir()))
+                       tokenizer_dir=str(litgpt_tokenizer_dir(tokenizer=cfg.data.tokenizer,
+                                                              eot_token=cfg.data.eot_token)))
     atomic_write_text(out, text)
     provenance["litgpt_differences"] = litgpt_differences(cfg)
     provenance["hpsearch_config"] = cfg.to_dict()

@@ -62,6 +62,10 @@ class SweepOptions:
     data_format: str | None = _opt(None, "how --data is read (default auto: by magic bytes and extension)",
                                    choices=DATA_FORMATS)
     text_field: str | None = _opt(None, "JSONL key / Parquet column holding the text (default: text)")
+    tokenizer: str | None = _opt(None, "tokenize --data with gpt2 (the default) or your Hugging Face tokenizer.json "
+                                       "(model.vocab_size then defaults to its size)")
+    token_dtype: str | None = _opt(None, "width of the ids in raw .bin shards (default uint16; llm.c shards say their own)",
+                                   choices=("uint16", "uint32"))
     sample_tokens: int | None = _opt(None, "tokenize a seeded sample of about N tokens of --data instead of all "
                                            "of it (a large corpus searched on a slice)", low=1, kind=int)
     sample_seed: int | None = _opt(None, "which sample --sample-tokens takes (default 0)", low=0, kind=int)
@@ -313,7 +317,8 @@ def sweep_name(opts: SweepOptions) -> str:
         return validate_name(opts.name)
     if opts.resume:  # a made-up name would name no sweep
         raise SweepError("--resume needs --name NAME, the sweep to continue (see the directories under --results-dir)")
-    stem = Path(opts.space).stem if opts.space.endswith((".yaml", ".yml")) else opts.space
+    is_path = opts.space.endswith((".yaml", ".yml")) or "/" in opts.space  # /dev/zero: the file is judged later
+    stem = Path(opts.space).stem if is_path else opts.space
     return validate_name(f"{stem}-{opts.mode}-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
 
 

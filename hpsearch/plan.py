@@ -3,11 +3,12 @@ base config every trial starts from, the corpus, ASHA's arguments, the trackers'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from hpsearch.lock import held_by, in_use
 from hpsearch.options import SweepOptions, flag, smoke_options, smoke_overrides, sweep_dir_of, sweep_name
 from hpsearch.record import read_record, resumable_sweeps, tune_started
 from search_spaces import Space, get_space, parse_space
@@ -57,10 +58,16 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
         cfg = PretrainConfig(model=model, preset=opts.model, eval=EvalArgs(eval_freq=10, eval_iter=3))
     data = opts.data if opts.data is not None else cfg.data.path
     reading = {k: v for k, v in (("format", opts.data_format), ("text_field", opts.text_field),
+                                 ("token_dtype", opts.token_dtype),
                                  ("sample_tokens", opts.sample_tokens), ("sample_seed", opts.sample_seed))
                if v is not None}
     cfg = replace(cfg, data=replace(cfg.data, path=str(Path(data).expanduser().resolve()) if data else None,
                                     pattern=opts.data_pattern if opts.data else cfg.data.pattern, **reading))
+    tokenizer = opts.tokenizer or cfg.data.tokenizer
+    if tokenizer != "gpt2":  # absolute, as trials and exports need it; model.vocab_size follows it unless set
+        tokenizer = str(Path(tokenizer).expanduser().resolve())
+    if tokenizer != cfg.data.tokenizer:
+        cfg = cfg.with_overrides({"data.tokenizer": tokenizer}, source="--tokenizer")
     engine = {k: v for k, v in (("precision", opts.precision), ("compile", opts.compile or None)) if v is not None}
     if engine:
         cfg = replace(cfg, train=replace(cfg.train, **engine))
@@ -81,6 +88,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     """
     if opts.resume and not opts.name:
         raise SweepError(resumable_sweeps(opts.results_dir))
+    given = opts  # as the caller gave them: --resume refuses what differs from the record
     if opts.smoke_test:
         changes = smoke_overrides(opts)
         if changes:
@@ -88,6 +96,9 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
         opts = smoke_options(opts)
     name = sweep_name(opts)
     sweep_dir = sweep_dir_of(name, opts.results_dir)
+    holder = held_by(sweep_dir)
+    if holder is not None:  # refused before the corpus is read; run_sweep's claim is the atomic check
+        raise SweepError(in_use(name, sweep_dir, holder, resume=opts.resume))
     rerun = False
     if opts.resume:
         record = sweep_dir / "sweep.json"
@@ -95,6 +106,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
             raise SweepError(f"--resume: no sweep named '{name}' in {sweep_dir.parent} "
                              "(nothing to resume); start it without --resume")
         meta = read_record(record)
+        check_unchanged(given, meta, name)
         opts = SweepOptions.from_record(meta["options"], **{k: getattr(opts, k) for k in RESUMABLE_OPTIONS},
                                         resume=True, name=name)
         space = parse_space(meta["space"], source=str(record))
@@ -104,8 +116,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     else:
         if sweep_dir.exists() and any(sweep_dir.iterdir()):
             if tune_started(sweep_dir, tune_dir_of(opts, name, sweep_dir)):
-                raise SweepError(f"sweep '{name}' already exists in {sweep_dir}; pass --resume to continue it, "
-                                 "or choose another --name")
+                raise SweepError(already_exists(name, sweep_dir))
             log(f"sweep '{name}' never started a trial; starting it again")
             rerun = True
         if space is None:
@@ -114,7 +125,7 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
             opts = replace(opts, space=space.name)
     base = base_config(opts, space)  # reads --config: every file the user gave is checked before Ray is imported
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
-    corpus = load_data(base.data, log=log)
+    corpus = load_data(base.data, vocab_size=base.model.vocab_size, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
     # the corpus must hold a window in each split; per-trial misfits (a batch larger than the data,
     # warmup longer than the run) are the trial's own 'skipped-invalid'
@@ -137,6 +148,47 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
                      space=space, base=base, tokens=tokens, corpus_source=corpus.source, corpus_key=corpus.key,
                      max_t=max_t, num_samples=opts.num_samples or (1 if opts.mode == "grid" else 12), rerun=rerun,
                      warm=warm)
+
+
+def already_exists(name: str, sweep_dir: Path) -> str:
+    return f"sweep '{name}' already exists in {sweep_dir}; pass --resume to continue it, or choose another --name"
+
+
+PATH_OPTIONS = ("space", "data", "config")
+
+
+def check_unchanged(given: SweepOptions, meta: dict, name: str) -> None:
+    """--resume continues the sweep as recorded: an option given now with another value than the record's
+    is refused (naming each), never silently ignored. Options left at their defaults are not compared."""
+    saved = meta["options"]
+    changed = []
+    for f in fields(SweepOptions):
+        if f.name in RESUMABLE_OPTIONS or f.name in ("resume", "name") or f.name not in saved:
+            continue
+        new, old = getattr(given, f.name), saved[f.name]
+        if new == f.default or new == old:
+            continue
+        if f.name in PATH_OPTIONS and old is not None and _same_path(new, old):
+            continue
+        if f.name == "space" and new == meta.get("space", {}).get("name"):
+            continue
+        changed.append(f"{flag(f.name)} {_shown(old)} (recorded) vs {_shown(new)} (given)")
+    if changed:
+        raise SweepError(f"--resume continues sweep '{name}' as it was recorded, but this command changes "
+                         f"{'; '.join(changed)}; drop {'these options' if len(changed) > 1 else 'this option'} to "
+                         "resume, or start a new sweep under another --name")
+
+
+def _same_path(a: str, b: str) -> bool:
+    try:
+        return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def _shown(value) -> str:
+    text = "(default)" if value is None else str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def check_search(opts: SweepOptions, max_t: int) -> None:

@@ -37,6 +37,16 @@ def _value(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
+def error_line(trial) -> str:
+    """The last line of a trial's error (its exception), from the error file Tune wrote; '' if none."""
+    try:
+        text = open(trial.error_file, encoding="utf-8", errors="replace").read() if trial.error_file else ""
+    except OSError:
+        return ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
+
+
 class SweepProgress(Callback):
     """Prints a line when a trial starts, ends (with its status and best loss), errors, or sets a new best."""
 
@@ -76,13 +86,13 @@ class SweepProgress(Callback):
         self._end(trials, trial, status, last)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._end(trials, trial, "errored", trial.last_result or {})
+        self._end(trials, trial, "errored", {"message": error_line(trial)})
 
     def _end(self, trials, trial, status: str, last: dict) -> None:
         self._done.add(trial.trial_id)
         loss = last.get(METRIC)
         mine = (f"best {loss:.4f} at {int(last.get('tokens_seen') or 0):,} tokens"
-                if isinstance(loss, (int, float)) and math.isfinite(loss) else str(last.get("message") or "")[:80])
+                if isinstance(loss, (int, float)) and math.isfinite(loss) else str(last.get("message") or "")[:120])
         running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self._done)
         of = f" of {self.planned}" if self.planned else ""
         parts = [mine, f"{running} running, {len(self._done)}{of} done"]

@@ -52,6 +52,9 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
     interrupted. None: unknown, every trial counts as finished.
     """
     rows, curves = [], []
+    # a trial that never reported has no config in its Result: Tune's own trial record holds it
+    tune_trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None) or []
+    planned = {Path(t.path).name: t.config for t in tune_trials if getattr(t, "path", None)}
     for result in result_grid:
         last = dict(result.metrics or {})
         trial_id = last.get("trial_id") or Path(result.path).name
@@ -75,7 +78,7 @@ def collect(result_grid, axes: list[str], *, cpus: float, gpus: float,
         else:
             best, best_tokens = math.nan, 0
         row = {"trial_id": trial_id, "status": status}
-        config = result.config or {}
+        config = result.config or planned.get(Path(result.path).name) or {}
         for axis in axes:
             row[axis] = config.get(axis)
         row.update({
@@ -130,7 +133,7 @@ def load(sweep_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     trials = _read_parquet(trials_path)
     missing = [c for c in REQUIRED_COLUMNS if c not in trials.columns]
     if missing:
-        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; rerun the sweep")
+        raise SweepError(f"{trials_path}: missing column(s) {', '.join(missing)}; {rewrite_hint(d)}")
     curves = _read_parquet(curves_path) if curves_path.is_file() else pd.DataFrame(columns=CURVE_COLUMNS)
     return trials, curves, meta
 
@@ -140,7 +143,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a damaged file
         raise SweepError(f"{path}: cannot be read as parquet ({type(exc).__name__}: {exc}); "
-                         "rerun the sweep to rewrite it") from None
+                         f"{rewrite_hint(path.parent)}") from None
+
+
+def rewrite_hint(sweep_dir: Path) -> str:
+    """How to rebuild a sweep's damaged tables: --resume collects them again from Tune's records (finished
+    trials are not trained again); a new sweep of that name would be refused."""
+    command = shell_command("hpsearch", "sweep", "--name", sweep_dir.name, "--results-dir", sweep_dir.parent, "--resume")
+    return f"rebuild the tables from Tune's records with `{command}` (finished trials are not trained again)"
 
 
 # -- views ----------------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
               warmup_fraction: float = DEFAULT_WARMUP_FRACTION, verify: bool = True, n_boot: int = 1000,
               schedule: str = "cosine", log=print) -> ScaleOutcome:
     """Run (or resume) the ladder, fit, verify on the held-out budget, and write scaling.json/.csv/.png."""
-    from hpsearch.sweep import run_sweep
+    from hpsearch.sweep import run_sweep, stop_if_interrupted
 
     space = None
     if not opts.resume:
@@ -170,7 +170,8 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
             raise SweepError("hpsearch scale needs --budgets, --lrs and --batch-sizes (or --name NAME --resume)")
         space = ladder_space(budgets=budgets, lrs=lrs, batch_sizes=batch_sizes, seeds=seeds,
                              warmup_fraction=warmup_fraction, schedule=schedule, context_len=_context_len(opts))
-    ladder = run_sweep(replace(opts, mode="grid", num_samples=1), space=space, log=log)
+    ladder = run_sweep(replace(opts, mode="grid", num_samples=1), space=space, log=log, command="scale")
+    stop_if_interrupted(ladder, "scale")  # an interrupted ladder fits nothing
     meta = json.loads((ladder.sweep_dir / "sweep.json").read_text())
     base = PretrainConfig.from_dict(meta["base_config"], source=f"{ladder.sweep_dir}/sweep.json")
     ladder_space_ = parse_space(meta["space"], source=f"{ladder.sweep_dir}/sweep.json")
@@ -220,7 +221,7 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
 
 def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, log) -> dict:
     """Fit without the largest budget, train its predicted optimum there for real, compare with the grid."""
-    from hpsearch.sweep import run_sweep
+    from hpsearch.sweep import run_sweep, stop_if_interrupted
 
     largest = int(table["budget_tokens"].max())
     held = scaling.holdout(table, tol=tol, model=base.model, n_boot=n_boot)
@@ -232,7 +233,8 @@ def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, log) -> dict:
     vopts = replace(vopts, resume=(verify_dir / "sweep.json").is_file())
     log(f"verifying: lr {lr:.3g}, batch {batch} at the held-out budget {largest:,} over seeds {seeds}")
     out = run_sweep(vopts, space=verify_space(budget=largest, lr=lr, batch_size=batch, seeds=seeds,
-                                              schedule=schedule), log=log)
+                                              schedule=schedule), log=log, command="scale")
+    stop_if_interrupted(out, "scale", name)
     losses = pd.to_numeric(out.trials.loc[out.trials["status"].isin(RANKED), "final_val_loss"], errors="coerce")
     predicted_loss = float(losses.mean()) if len(losses) and losses.notna().all() else math.inf
     held = scaling.holdout(table, tol=tol, model=base.model, predicted_loss=predicted_loss, n_boot=n_boot)

@@ -135,3 +135,35 @@ def fix(reason: str, facts: list[dict]) -> str:
 def _list(values: list) -> str:
     shown = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values[:8])
     return shown + (f" (+{len(values) - 8} more)" if len(values) > 8 else "")
+
+
+STALE = "hpsearch_stale"
+"""User attribute of an Optuna trial closed as FAIL because no Tune trial will ever finish it."""
+
+
+def close_stale_trials(storage_url: str, study_name: str) -> list[str]:
+    """Optuna trials still RUNNING once every Tune trial has ended: marked FAIL, and named in one line.
+
+    A sweep stopped hard (a full disk whose last state snapshot did not fit, a killed driver) can leave
+    a trial that Optuna was asked for but that Tune's saved state does not hold; ``--resume`` follows
+    Tune's state, so that trial never runs, and would stay RUNNING in optuna.db forever. Call only when
+    no Tune trial is unfinished (an interrupted sweep's RUNNING trials are still to be resumed).
+    """
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage_url)
+        stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        for t in stale:
+            optuna.Trial(study, t._trial_id).set_user_attr(
+                STALE, "started before the sweep stopped, but in no saved Tune state: never trained to its end")
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    except Exception as exc:  # the study is a record beside the results: never costs the sweep its tables
+        return [f"warning: optuna.db could not be checked for unfinished trials ({first_line(exc, limit=200)})"]
+    if not stale:
+        return []
+    shown = "; ".join(f"#{t.number} {dict(t.params)}" for t in stale[:5]) + (
+        f" and {len(stale) - 5} more" if len(stale) > 5 else "")
+    return [f"{len(stale)} Optuna trial(s) were started before the sweep stopped but are in no saved Tune state, "
+            f"so they never trained and are in no table ({shown}): marked FAIL in optuna.db (user attribute "
+            f"{STALE}); run those points again in a new sweep if they matter"]

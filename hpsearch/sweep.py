@@ -27,16 +27,18 @@ import pandas as pd
 
 from hpsearch import results as res
 from hpsearch.options import SweepOptions
-from hpsearch.plan import SweepPlan, base_config, plan_sweep, planned_trials
+from hpsearch.lock import claim
+from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials
 from hpsearch.ray_session import check_resources, ensure_ray
-from hpsearch.record import forget_sweep, record_sweep, utc_now
-from hpsearch.skips import excluded_lines, skip_lines
+from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
+from hpsearch.skips import close_stale_trials, excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
+from hpsearch.tunelog import LOG_NAME, to_log_file
 from search_spaces import Space
 from trainables.budget import default_grace, max_warmup_tokens
-from trainables.errors import DiskFullError, first_line, shell_command
+from trainables.errors import DiskFullError, Interrupted, SweepError, first_line, shell_command
 from trainables.files import atomic_write_text, is_out_of_space
-from trainables.status import INTERRUPTED
+from trainables.status import ERRORED, INTERRUPTED
 
 __all__ = [  # what callers import from here: the steps live in hpsearch.plan, hpsearch.record and hpsearch.tuner
     "SweepOptions", "SweepOutcome", "SweepPlan", "base_config", "collect_results", "describe", "max_warmup_tokens",
@@ -81,6 +83,8 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
 
     if plan.opts.mode in OPTUNA_MODES:
         skips += excluded_lines(optuna_storage_url(plan.sweep_dir), plan.name, plan.base, len(plan.tokens))
+        if not interrupted:  # every Tune trial ended: a RUNNING Optuna trial will never be finished
+            skips += close_stale_trials(optuna_storage_url(plan.sweep_dir), plan.name)
     else:  # grid ran without Optuna: its study is written from the results, for optuna-dashboard
         try:
             write_study(optuna_storage_url(plan.sweep_dir), plan.name, trials, curves, plan.space)
@@ -127,10 +131,42 @@ def describe(plan: SweepPlan) -> list[str]:
     return lines
 
 
-def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> SweepOutcome:
-    """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep)."""
+def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print, command: str = "sweep") -> SweepOutcome:
+    """Run (or with ``opts.resume`` finish) a sweep; ``space`` overrides ``opts.space`` (see plan_sweep).
+    ``command``: the hpsearch subcommand whose ``--resume`` finishes it (a study's, for a study's sweep).
+
+    The sweep's directory is held by a lock (:mod:`hpsearch.lock`) from before Ray starts until the
+    results are written: a second process of the same name is refused meanwhile.
+    """
     t0 = time.perf_counter()
     plan = plan_sweep(opts, space=space, log=log)
+    with claim(plan.sweep_dir, plan.name, resume=plan.opts.resume):
+        if not (plan.opts.resume or plan.rerun) and tune_started(plan.sweep_dir, plan.tune_dir):
+            raise SweepError(already_exists(plan.name, plan.sweep_dir))  # it started while this one planned
+        try:
+            return _run(plan, t0, log, command)
+        except KeyboardInterrupt as exc:  # a second Ctrl-C: Tune stops at once, before the results are collected
+            if isinstance(exc, Interrupted) or not (plan.sweep_dir / "sweep.json").is_file():
+                raise
+            raise Interrupted(f"the sweep stopped before its results were collected; finish it with "
+                              f"`{resume_command(plan, command)}`") from None
+
+
+def resume_command(plan: SweepPlan, command: str = "sweep") -> str:
+    return shell_command("hpsearch", command, "--name", plan.name, "--results-dir", plan.sweep_dir.parent, "--resume")
+
+
+def stop_if_interrupted(outcome: SweepOutcome, command: str, name: str | None = None) -> None:
+    """A study whose sweep was interrupted concludes nothing: Interrupted (exit 130) with the resume command
+    of the study ``name`` (default: the sweep's own name)."""
+    if outcome.interrupted:
+        raise Interrupted(f"the study was interrupted ({outcome.interrupted} trial(s) did not finish), so it "
+                          f"concludes nothing and wrote no {command} results yet; finish it with `"
+                          + shell_command("hpsearch", command, "--name", name or outcome.name, "--results-dir",
+                                          outcome.sweep_dir.parent, "--resume") + "`")
+
+
+def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
     o = plan.opts
     ensure_ray(address=o.address, dashboard=o.dashboard, dashboard_host=o.dashboard_host, log=log)
     check_resources(o.cpus_per_trial, o.gpus_per_trial)
@@ -143,14 +179,16 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     say = log if o.verbose else (lambda _line: None)  # -q: only the final summary
     for line in describe(plan):
         say(line)
+    if o.resume and o.mode == "optuna-asha":
+        log(ASHA_RESUME_NOTE)
     from hpsearch.finished import begin, progress_of, restore_state  # imports Ray: only once the sweep starts
 
     begin(plan.tune_dir)
     progress = progress_of(plan.tune_dir)
     try:
-        with environ(tune_env(o)):
+        with environ(tune_env(o)), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
             grid = tuner.fit()
-        outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
+            outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
         full = progress.disk_full
     except Exception as exc:
         if not (progress.disk_full or is_out_of_space(exc)):
@@ -164,18 +202,29 @@ def run_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> S
     log(res.summary_line(outcome.trials))
     for line in outcome.skips:
         log(line)
+    errored = outcome.trials.loc[outcome.trials["status"] == ERRORED, "trial_id"].astype(str).tolist()
+    if errored:
+        shown = ", ".join(errored[:10]) + (f" and {len(errored) - 10} more" if len(errored) > 10 else "")
+        log(f"{len(errored)} trial(s) errored ({shown}): their error column in trials.parquet says why"
+            + (f"; tracebacks in {plan.sweep_dir / LOG_NAME}" if o.verbose <= 1 else ""))
     log(f"sweep wall time {outcome.wall_time_s:.0f} s; results in {plan.sweep_dir}")
     if outcome.interrupted:
         log(f"interrupted: {outcome.interrupted} trial(s) did not finish and rank nowhere; finish them with "
-            f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")
+            f"`{resume_command(plan, command)}`")
     elif outcome.best_config:
         log(f"best config: {outcome.best_config}  "
             f"(run it: {shell_command('hpsearch', 'pretrain', '--config', outcome.best_config)})")
     return outcome
 
 
+ASHA_RESUME_NOTE = ("note: a resumed optuna-asha sweep starts ASHA's rungs empty (Tune's saved state does not keep "
+                    "them), so a resumed trial is not compared with those that passed a rung before the stop: it may "
+                    "train on where a straight run would have stopped it early (more compute, another status)")
+
+
 def disk_full_stop(plan: SweepPlan, why: str) -> str:
     """One line for a sweep stopped by a full disk: what filled, and how to finish once space is freed."""
     return (f"sweep {plan.name} stopped because the disk is full ({why[:400]}); no trial was retried, and the "
-            f"unfinished ones keep their last checkpoint: free space under {plan.sweep_dir.parent}, then run "
+            f"unfinished ones keep their last checkpoint (details in {plan.sweep_dir / LOG_NAME}, as far as they "
+            f"fitted): free space under {plan.sweep_dir.parent}, then run "
             f"`{shell_command('hpsearch', 'sweep', '--name', plan.name, '--results-dir', plan.sweep_dir.parent, '--resume')}`")

@@ -244,9 +244,10 @@ def run_transfer(opts: SweepOptions, *, widths: list[int] | None, lrs: list[floa
                  base_depth: int | None = None, seeds: list[int] | None = None, log=print) -> TransferOutcome:
     """Run (or resume) the study as one grid sweep and write its tables and plot.
 
-    An interrupted study writes nothing and concludes nothing: SweepError names the resume command.
+    An interrupted study writes nothing and concludes nothing: :class:`Interrupted` (exit 130) names the
+    resume command.
     """
-    from hpsearch.sweep import run_sweep
+    from hpsearch.sweep import run_sweep, stop_if_interrupted
 
     space = None
     if not opts.resume:
@@ -255,10 +256,8 @@ def run_transfer(opts: SweepOptions, *, widths: list[int] | None, lrs: list[floa
         space = transfer_space(model=opts.model, widths=widths, lrs=lrs, parametrizations=list(parametrizations),
                                base_width=base_width, depths=depths, depth_rules=list(depth_rules),
                                base_depth=base_depth, seeds=seeds)
-    outcome = run_sweep(replace(opts, mode="grid", num_samples=1), space=space, log=log)
-    if outcome.interrupted:
-        raise SweepError(f"the study was interrupted ({outcome.interrupted} trial(s) did not finish), so it concludes "
-                         f"nothing yet; finish it with `hpsearch transfer --name {outcome.name} --resume`")
+    outcome = run_sweep(replace(opts, mode="grid", num_samples=1), space=space, log=log, command="transfer")
+    stop_if_interrupted(outcome, "transfer")
     result = write_transfer(outcome.sweep_dir, outcome.trials)
     log("")
     log(result.optima.to_string(index=False))

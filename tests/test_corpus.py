@@ -282,9 +282,10 @@ def _write(p, data):
     ("cut.txt.gz", gzip.compress(b"some text " * 500)[:-30], {}, r"cut.txt.gz: corrupt gzip data"),
     ("junk.txt.gz", b"\x1f\x8b" + b"\xff" * 60, {}, r"junk.txt.gz: corrupt gzip data"),
     ("fake.txt.gz", b"plain text, not gzip", {}, r"fake.txt.gz is named .gz but holds no gzip data"),
-    ("odd.bin", b"\x01\x00\x02", {}, r"odd.bin has an odd number of bytes \(3\)"),
+    ("odd.bin", b"\x01\x00\x02", {}, r"odd.bin holds 3 bytes, not a whole number of uint16 token ids; "
+                                        r"set data.token_dtype"),
     ("big.bin", np.array([5, 6, 60000, 7], dtype=np.uint16).tobytes(), {},
-     r"big.bin: token id 60000 at position 2 is not below GPT-2's vocabulary size"),
+     r"big.bin: token id 60000 at position 2 is not below model.vocab_size 50,257; set model.vocab_size"),
     ("empty.bin", b"", {"format": "bin"}, r"empty.bin holds no tokens"),
     ("broken.parquet", b"PAR1 not really", {}, r"broken.parquet is not a readable Parquet file"),
 ])

@@ -538,6 +538,9 @@ def test_a_sweep_stops_when_a_checkpoint_finds_the_disk_full_and_resume_finishes
         assert err.startswith("hpsearch: error: sweep d stopped because the disk is full (trial "), err
         assert "no space left" in err.lower() and "no trial was retried" in err, err
         assert f"--name d --results-dir {mnt} --resume" in err
+        # the one line only: Tune's, Optuna's and SQLAlchemy's tracebacks go to the sweep's log (issue 29)
+        assert "Traceback" not in full.stderr and "Stop signal received" not in full.stderr, full.stderr[-3000:]
+        assert f"details in {mnt / 'd' / 'sweep.log'}" in err
         subprocess.run(["mount", "-o", "remount,size=256m", str(mnt)], check=True)  # space is freed
         resumed = subprocess.run([*base, "--resume"], env=ENV, capture_output=True, text=True, timeout=400)
         assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from trainables.errors import ConfigError, DataError
+from trainables.errors import ConfigError, DataError, brief
 
 if TYPE_CHECKING:
     from search_spaces import Space
@@ -80,6 +80,24 @@ def lr_at(step: int, *, warmup_steps: int, total_steps: int, initial_lr: float, 
         shape = "cosine"
     assert 0.0 <= progress <= 1.0, f"progress {progress} out of [0, 1] at step {step}/{total_steps}"
     return min_lr + (peak_lr - min_lr) * _decay(progress, shape)
+
+
+def cooldown_problems(t: TrainArgs) -> list[str]:
+    """train.cooldowns: positive token budgets, below max_tokens, on a WSD run."""
+    c = t.cooldowns
+    if c is None:
+        return []
+    if not (isinstance(c, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in c)):
+        return [f"train.cooldowns must be a list of positive token budgets (e.g. [100000, 200000]) or null, "
+                f"got {brief(c)}"]
+    out = []
+    if c and t.schedule != "wsd":
+        out.append(f"train.cooldowns needs train.schedule: wsd (a branch decays from the stable LR), "
+                   f"got schedule {brief(t.schedule)}; set schedule: wsd or drop cooldowns")
+    if c and isinstance(t.max_tokens, int) and max(c) >= t.max_tokens:
+        out.append(f"train.cooldowns: {max(c):,} is not below train.max_tokens {t.max_tokens:,} (the run's own "
+                   "decay scores its full budget); list shorter budgets only")
+    return out
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from trainables.budget import DECAY_SHAPES, SCHEDULES
+from trainables.budget import DECAY_SHAPES, SCHEDULES, cooldown_problems
 from trainables.errors import ConfigError, brief, did_you_mean, word
 from trainables.files import plain, read_yaml
 from trainables.model_config import MODEL_FIELDS, PRESETS, GPTConfig, preset_config
@@ -36,8 +36,16 @@ class DataArgs:
     """Which files of a directory are read (a glob, recursive with **). Left at this default, a
     directory without .txt files is read by its one other format (.jsonl, .parquet or .bin)."""
     format: str = "auto"
-    """auto (from each file's magic bytes and extension), text, jsonl, parquet or bin (raw uint16
-    GPT-2 ids, as nanoGPT's prepare.py writes them; memory-mapped, never copied)."""
+    """auto (from each file's magic bytes and extension), text, jsonl, parquet or bin (token ids, as
+    nanoGPT's prepare.py or llm.c write them; memory-mapped, never copied)."""
+    tokenizer: str = "gpt2"
+    """What text is tokenized with: gpt2 (tiktoken), or the path of a Hugging Face tokenizer.json (your
+    team's tokenizer). The token cache keys on the file's content; model.vocab_size defaults to its size."""
+    eot_token: str | None = None
+    """The token that separates documents; null finds the tokenizer's own (<|endoftext|>, </s>, <eos>, ...)."""
+    token_dtype: str = "uint16"
+    """Width of the ids in raw .bin shards: uint16 (vocabularies up to 65,536) or uint32. llm.c's
+    headered shards say their own."""
     text_field: str = "text"
     """JSONL: the key holding each line's text; Parquet: the string column."""
     sample_tokens: int | None = None
@@ -254,6 +262,8 @@ class PretrainConfig:
         model = dict(parts["model"])
         preset = model.pop("preset", "tiny")
         try:
+            if "vocab_size" not in model and parts["data"].get("tokenizer", "gpt2") != "gpt2":
+                model["vocab_size"] = tokenizer_vocab_size(parts["data"])
             return cls(
                 model=preset_config(preset, **model),
                 preset=preset,
@@ -271,6 +281,10 @@ class PretrainConfig:
         raw = self.to_dict()
         if "model.preset" in values:
             raw["model"] = {}
+        elif "data.tokenizer" in values and "model.vocab_size" not in values and (
+                self.model.vocab_size == preset_config(self.preset).vocab_size
+                or self.model.vocab_size == tokenizer_vocab_size(raw["data"])):
+            del raw["model"]["vocab_size"]  # it followed the old tokenizer (or the preset): it follows the new one
         for key, value in values.items():
             section, _, name = key.partition(".")
             if section not in SECTIONS or name not in SECTIONS[section]:
@@ -302,9 +316,24 @@ def parse_scalar(text: str) -> Any:
     return text
 
 
+def tokenizer_vocab_size(data: dict) -> int:
+    """The size of the tokenizer a data section names (model.vocab_size's default); ConfigError if unreadable."""
+    from trainables.corpus.tokenizer import GPT2_VOCAB_SIZE, load_tokenizer
+    from trainables.errors import DataError
+
+    spec = data.get("tokenizer", "gpt2")
+    if spec == "gpt2" or not isinstance(spec, str) or not spec.strip():
+        return GPT2_VOCAB_SIZE  # a bad value is named by data_problems
+    eot = data.get("eot_token")
+    try:
+        return load_tokenizer(spec, eot if isinstance(eot, str) else None).vocab_size
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def data_problems(d: DataArgs) -> list[str]:
     """The data section's reading options that cannot work (the corpus itself is checked when read)."""
-    from trainables.corpus import FORMATS
+    from trainables.corpus.formats import FORMATS, TOKEN_DTYPES
 
     out = []
     if d.path is not None and (not isinstance(d.path, str) or not d.path.strip()):
@@ -314,6 +343,13 @@ def data_problems(d: DataArgs) -> list[str]:
     if d.format not in FORMATS:
         out.append(f"data.format must be one of {', '.join(FORMATS)}, got {brief(d.format, limit=40)}"
                    f"{did_you_mean(word(d.format), FORMATS)}")
+    if not isinstance(d.tokenizer, str) or not d.tokenizer.strip():
+        out.append(f"data.tokenizer must be gpt2 or the path of a Hugging Face tokenizer.json, got {brief(d.tokenizer)}")
+    if d.eot_token is not None and (not isinstance(d.eot_token, str) or not d.eot_token):
+        out.append(f"data.eot_token must name a token of the tokenizer (e.g. '</s>') or be null, got {brief(d.eot_token)}")
+    if d.token_dtype not in TOKEN_DTYPES:
+        out.append(f"data.token_dtype must be one of {', '.join(TOKEN_DTYPES)}, got {brief(d.token_dtype, limit=40)}"
+                   f"{did_you_mean(word(d.token_dtype), TOKEN_DTYPES)}")
     if not isinstance(d.text_field, str) or not d.text_field:
         out.append(f"data.text_field must name the JSONL key or Parquet column holding the text, got {brief(d.text_field)}")
     s = d.sample_tokens
@@ -357,24 +393,6 @@ AXES: dict[str, str] = {
     "stride": "data",
     "train_ratio": "data",
 }
-
-
-def cooldown_problems(t: TrainArgs) -> list[str]:
-    """train.cooldowns: positive token budgets, below max_tokens, on a WSD run."""
-    c = t.cooldowns
-    if c is None:
-        return []
-    if not (isinstance(c, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) and b > 0 for b in c)):
-        return [f"train.cooldowns must be a list of positive token budgets (e.g. [100000, 200000]) or null, "
-                f"got {brief(c)}"]
-    out = []
-    if c and t.schedule != "wsd":
-        out.append(f"train.cooldowns needs train.schedule: wsd (a branch decays from the stable LR), "
-                   f"got schedule {brief(t.schedule)}; set schedule: wsd or drop cooldowns")
-    if c and isinstance(t.max_tokens, int) and max(c) >= t.max_tokens:
-        out.append(f"train.cooldowns: {max(c):,} is not below train.max_tokens {t.max_tokens:,} (the run's own "
-                   "decay scores its full budget); list shorter budgets only")
-    return out
 
 
 def load_config(path: str | os.PathLike) -> PretrainConfig:

@@ -36,6 +36,10 @@ class SweepError(HPSearchError):
     """A sweep cannot be started, resumed, read or exported as asked."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a sweep or study before its answer: the message says how to finish it (exit 130)."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""`` if none is close."""
     match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

@@ -17,6 +17,7 @@ import errno
 import math
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -196,15 +197,23 @@ def read_yaml(path: str | os.PathLike, *, error: type[Exception], missing: str) 
     """The YAML document in a file (:func:`parse_yaml`); a missing, unreadable or bad file raises ``error``."""
     p = Path(path)
     try:
-        if p.is_dir():
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            raise error(f"{p} does not exist; {missing}") from None
+        if stat.S_ISDIR(st.st_mode):
             raise error(f"{p} is a directory; {missing}")
-        if not p.is_file():
-            raise error(f"{p} does not exist; {missing}")
-        size = p.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise error(f"{p} is {size:,} bytes; hpsearch reads YAML files up to {MAX_YAML_BYTES:,} "
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero never ends, a FIFO blocks until a writer comes
+            raise error(f"{p} is not a regular file (a {file_kind(st.st_mode)}); hpsearch reads spaces and "
+                        f"configs only from regular files: {missing}")
+        if st.st_size > MAX_YAML_BYTES:
+            raise error(f"{p} is {st.st_size:,} bytes; hpsearch reads YAML files up to {MAX_YAML_BYTES:,} "
                         "(a space or a config is a few KB): is this the right file?")
-        data = p.read_bytes()
+        with open(p, "rb") as f:  # bounded even if the file grew since stat
+            data = f.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise error(f"{p} is over {MAX_YAML_BYTES:,} bytes; hpsearch reads YAML files up to {MAX_YAML_BYTES:,} "
+                        "(a space or a config is a few KB): is this the right file?")
     except OSError as exc:
         raise error(f"{p} cannot be read ({exc.strerror or type(exc).__name__}); check its permissions") from None
     try:
@@ -213,6 +222,15 @@ def read_yaml(path: str | os.PathLike, *, error: type[Exception], missing: str) 
         raise error(f"{p} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start:,}); "
                     "save it as UTF-8") from None
     return parse_yaml(text, source=str(p), error=error)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for the one-line refusal)."""
+    for test, kind in ((stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return kind
+    return "special file"
 
 
 class _NoAliasDumper(yaml.SafeDumper):

@@ -59,7 +59,7 @@ def pretrain(
     if log:
         log(Engine.resolve(config.train).describe())  # first: what auto chose, before any work
     if tokens is None:
-        tokens = load_data(config.data, log=log).tokens
+        tokens = load_data(config.data, vocab_size=config.model.vocab_size, log=log).tokens
     run = Run(config, tokens, source=source)
     out = Path(out_dir).resolve() if out_dir is not None else None
     if out is not None:

