@@ -44,8 +44,7 @@ class DataArgs:
     eot_token: str | None = None
     """The token that separates documents; null finds the tokenizer's own (<|endoftext|>, </s>, <eos>, ...)."""
     token_dtype: str = "uint16"
-    """Width of the ids in raw .bin shards: uint16 (vocabularies up to 65,536) or uint32. llm.c's
-    headered shards say their own."""
+    """Width of the ids in raw .bin shards: uint16 (up to 65,536 ids) or uint32; llm.c shards say their own."""
     text_field: str = "text"
     """JSONL: the key holding each line's text; Parquet: the string column."""
     sample_tokens: int | None = None
@@ -82,11 +81,8 @@ class TrainArgs:
     decay_shape: str = "1-sqrt"
     """wsd: the decay's shape: 1-sqrt (Hägele et al. 2024's best), linear or cosine."""
     cooldowns: list[int] | None = None
-    """wsd: token budgets below max_tokens at which the run also scores a cooldown branch: from the step
-    where a WSD run of that budget would start its decay, decay_fraction of that budget decays to min_lr,
-    the validation loss is reported (cooldown_tokens, cooldown_val_loss) and the branch is discarded; the
-    run goes on as if it had not been taken. One run then gives the loss of every shorter run
-    (Hägele et al. 2024, §4): `hpsearch scale --schedule wsd` fits its laws from them."""
+    """wsd: budgets below max_tokens each scored by a cooldown branch, the loss of a WSD run of that budget
+    taken from this one (trainables/cooldown.py; `hpsearch scale --schedule wsd` fits its laws from them)."""
     warmup_steps: int = 10
     warmup_fraction: float | None = None
     """If set, warmup lasts this fraction of the run's steps (rounded) instead of warmup_steps: one
