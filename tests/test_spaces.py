@@ -316,6 +316,11 @@ def test_every_axis_name_is_accepted():
     defaults = PretrainConfig().hparams()
     for axis in AXES:
         want = axis_type(axis)
+        if want is list:  # train.cooldowns: a list, set under fixed, never searched
+            with pytest.raises(SpaceError, match=f"{axis} takes a list, which is set under fixed:, not searched"):
+                parse_space({"name": "a", "axes": {axis: {"grid": [[1000]]}}})
+            assert parse_space({"name": "a", "axes": {"seed": {"grid": [0, 1]}}, "fixed": {axis: [1000]}}).fixed[axis] == [1000]
+            continue
         candidates = [True] if want is bool else [defaults[axis] or "x"] if want is str else [1, 0, defaults[axis]]
         written = next(v for v in candidates if v is not None and not value_problems(axis, v))
         (value,) = parse_space({"name": "a", "axes": {axis: {"grid": [written]}}}).axes[axis].values
