@@ -107,6 +107,13 @@ def wsd_fixed(budgets: list[int], batch_sizes: list[int], warmup_fraction: float
     return {"schedule": "wsd", "warmup_steps": max(1, round(warmup_fraction * steps)), "warmup_fraction": None}
 
 
+def branch_rows(base: PretrainConfig, curves: pd.DataFrame | None) -> pd.DataFrame:
+    """The curves' cooldown-branch rows of a WSD ladder, one per (trial, budget); none for other ladders."""
+    if not (base.train.cooldowns and curves is not None and "cooldown_tokens" in curves):
+        return pd.DataFrame(columns=["trial_id", "cooldown_tokens", "cooldown_val_loss"])
+    return curves.dropna(subset=["cooldown_tokens"]).drop_duplicates(["trial_id", "cooldown_tokens"])
+
+
 def scaling_table(trials: pd.DataFrame, base: PretrainConfig, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """The fit's input: one row per finished run (budget, peak_lr, batch_size, context_len, loss, seed).
 
@@ -125,8 +132,8 @@ def scaling_table(trials: pd.DataFrame, base: PretrainConfig, curves: pd.DataFra
     budget = t["max_tokens"].astype(int).to_numpy() if "max_tokens" in t else int(base.train.max_tokens)
     table = rows(t, budget, pd.to_numeric(t["final_val_loss"], errors="coerce").to_numpy(),
                  t["tokens_seen"].astype(int).to_numpy())
-    if base.train.cooldowns and curves is not None and "cooldown_tokens" in curves:
-        branches = curves.dropna(subset=["cooldown_tokens"]).drop_duplicates(["trial_id", "cooldown_tokens"])
+    branches = branch_rows(base, curves)
+    if len(branches):
         b = branches.merge(trials[trials["status"].isin((*RANKED, DIVERGED))], on="trial_id", how="inner")
         table = pd.concat([table, rows(b, b["cooldown_tokens"].astype(int).to_numpy(),
                                        b["cooldown_val_loss"].astype(float).to_numpy(),
@@ -137,8 +144,8 @@ def scaling_table(trials: pd.DataFrame, base: PretrainConfig, curves: pd.DataFra
 def ladder_tokens(trials: pd.DataFrame, base: PretrainConfig, curves: pd.DataFrame | None = None) -> int:
     """Tokens the ladder trained: every trial's, plus each cooldown branch's decay."""
     total = int(pd.to_numeric(trials["tokens_seen"], errors="coerce").fillna(0).sum())
-    if base.train.cooldowns and curves is not None and "cooldown_tokens" in curves:
-        branches = curves.dropna(subset=["cooldown_tokens"]).drop_duplicates(["trial_id", "cooldown_tokens"])
+    branches = branch_rows(base, curves)
+    if len(branches):
         batch = dict(zip(trials["trial_id"], trials["batch_size"].astype(int)))
         for trial_id, tokens in zip(branches["trial_id"], branches["cooldown_tokens"].astype(int)):
             per_step = batch[trial_id] * base.model.context_len

@@ -331,7 +331,7 @@ class Run:
     def _evaluate(self, lr: float, last_train_loss: float, t_start: float, tokens_start: int) -> dict:
         e = self.config.eval
         train_loss = evaluate(self.model, self.train_eval_loader, e.eval_iter, self.device, self.autocast)
-        val_loss = evaluate(self.model, self.val_loader, e.eval_iter, self.device, self.autocast)
+        val_loss = self.val_loss()
         if math.isfinite(val_loss) and val_loss < self.best_val_loss:
             self.best_val_loss, self.best_val_step, self.best_val_tokens = val_loss, self.step, self.tokens_seen
         elapsed = time.perf_counter() - t_start
