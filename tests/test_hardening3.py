@@ -273,3 +273,27 @@ def test_resume_closes_and_names_an_optuna_trial_that_no_tune_state_holds(tmp_pa
     assert trials[lost.number].state == optuna.trial.TrialState.FAIL and "hpsearch_stale" in trials[lost.number].user_attrs
     assert line in json.loads((results / "o" / "sweep.json").read_text())["skipped"]
     assert "note: a resumed optuna-asha sweep starts ASHA's rungs empty" in resumed.stdout  # said, not hidden
+
+
+def test_a_workers_sigterm_exit_in_a_finalizer_prints_nothing_other_unraisables_still_print():
+    """Ray stops a trial's worker with SIGTERM, raising SystemExit; inside a finalizer Python would print it
+    as "Exception ignored" with a traceback, which reached the driver's stderr after a sweep that succeeded."""
+    import subprocess
+    import sys
+
+    script = """
+import gc
+from trainables.tune_trainable import quiet_sigterm_exits
+quiet_sigterm_exits(); quiet_sigterm_exits()
+class Exits:
+    def __del__(self):
+        raise SystemExit(1)
+class Breaks:
+    def __del__(self):
+        raise ValueError("a real bug")
+Exits(); Breaks(); gc.collect()
+print("alive")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "alive"
+    assert "SystemExit" not in done.stderr and "ValueError: a real bug" in done.stderr

@@ -59,8 +59,9 @@ def train_trial_ddp(config: dict, *, base: dict, tokens: np.ndarray, num_workers
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from trainables.tune_trainable import skipped_report
+    from trainables.tune_trainable import quiet_sigterm_exits, skipped_report
 
+    quiet_sigterm_exits()
     logging.getLogger("ray.train").setLevel(logging.WARNING)
     try:  # the same rule as a 1-GPU trial: combinations that cannot run report once and end
         cfg = PretrainConfig.from_dict(base, source="sweep base config").with_hparams(config, source="trial")
@@ -137,8 +138,9 @@ def _train_worker(cfg: dict) -> None:
     import ray.train
     import ray.train.torch
 
-    from trainables.tune_trainable import checkpoint_now, diverged_report, eval_report, placement
+    from trainables.tune_trainable import checkpoint_now, diverged_report, eval_report, placement, quiet_sigterm_exits
 
+    quiet_sigterm_exits()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["threads"])

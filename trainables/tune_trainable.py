@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +50,27 @@ def placement() -> dict:
     return {"node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
             "gpu_ids": ",".join(str(g) for g in ray.get_gpu_ids()),
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+def quiet_sigterm_exits() -> None:
+    """Keep Ray's deliberate worker exit out of the user's terminal.
+
+    Ray stops a trial's worker with SIGTERM and its handler raises ``SystemExit``. When the signal lands
+    inside a weakref or ``__del__`` callback, Python cannot raise it there and prints "Exception ignored
+    in ..." with a traceback, which Ray forwards to the driver's stderr after a successful sweep. Such
+    an unraisable ``SystemExit`` is the exit Ray asked for; every other unraisable exception is printed
+    as before.
+    """
+    if getattr(sys.unraisablehook, "hpsearch_quiet", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, SystemExit):
+            previous(unraisable)
+
+    hook.hpsearch_quiet = True
+    sys.unraisablehook = hook
 
 
 def skipped_report(message: str) -> dict:
@@ -109,6 +131,7 @@ def train_trial(config: dict, *, base: dict, tokens: np.ndarray, cpus_per_trial:
     checkpoint raises at its first evaluation at or after that step.
     """
     torch.set_num_threads(max(1, int(cpus_per_trial)))  # pin torch to the CPUs Ray reserved
+    quiet_sigterm_exits()
     where = placement()
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per report
     try:
