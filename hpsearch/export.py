@@ -90,6 +90,9 @@ def litgpt_refusals(cfg: PretrainConfig, tuned=()) -> list[str]:
     if t.schedule != "cosine":
         return [f"litgpt pretrain runs warmup + cosine only, and this config's schedule is {t.schedule}; "
                 "export --format native and run it with `hpsearch pretrain`"]
+    if not m.norm_gains:
+        return ["litgpt's norms always train a gain, and this config's model.norm_gains is false; export "
+                "--format native and run it with `hpsearch pretrain`"]
     out = []
     tuned = set(tuned)
     if "dropout" in tuned and m.dropout:

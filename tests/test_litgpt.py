@@ -41,6 +41,7 @@ def config(preset: str = "nano", **train) -> PretrainConfig:
     ({"model": {"init_std": 0.01}}, ["init_std"], "GPT-NeoX's fixed init"),
     ({"model": {"qkv_bias": False}}, ["qkv_bias"], "litgpt's bias covers q/k/v"),
     ({"model": {"parametrization": "mup", "base_width": 32}}, [], "litgpt cannot express μP"),
+    ({"model": {"norm_gains": False}}, [], "litgpt's norms always train a gain"),
     ({"train": {"max_tokens": None, "num_epochs": 2}}, [], "litgpt counts its budget in tokens only"),
 ])
 def test_what_litgpt_cannot_express_is_refused(change, tuned, expected):

@@ -71,6 +71,21 @@ def test_llama_block_has_no_position_table_or_biases_and_counts_its_params():
     assert "rope_cos" not in model.state_dict()  # rebuilt from the config, never saved
 
 
+@pytest.mark.parametrize("preset", ["llama-tiny", "tiny"])
+def test_parameter_free_norms_have_no_gain_count_so_and_normalise_the_same(preset):
+    import torch
+
+    free = GPT(preset_config(preset, norm_gains=False))
+    assert not any(".ln" in n or n.startswith("ln_f") for n, _ in free.named_parameters())
+    assert free.num_params() == count_params(preset_config(preset, norm_gains=False))
+    trained = GPT(preset_config(preset))  # fresh gains are 1 (and biases 0): the same function at init
+    trained.load_state_dict(free.state_dict(), strict=False)
+    x = torch.randint(0, 50257, (2, 16))
+    assert torch.equal(free.eval()(x), trained.eval()(x))
+    with pytest.raises(ConfigError, match="model.norm_gains must be"):
+        PretrainConfig.from_dict({"model": {"preset": preset, "norm_gains": "no"}})
+
+
 def test_llama_mup_groups_cover_the_new_parameters():
     model = GPT(preset_config("llama-tiny", parametrization="mup", base_width=16))  # m = 4
     by_id = {id(p): g for g in param_groups(model, 0.1) for p in g["params"]}

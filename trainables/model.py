@@ -108,7 +108,10 @@ class SwiGLU(nn.Module):
 
 
 def make_norm(cfg: GPTConfig) -> nn.Module:
-    return nn.LayerNorm(cfg.emb_dim) if cfg.norm == "layernorm" else nn.RMSNorm(cfg.emb_dim, eps=1e-5)
+    affine = cfg.norm_gains  # false: no gain (and no LayerNorm bias) to train
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.emb_dim, elementwise_affine=affine)
+    return nn.RMSNorm(cfg.emb_dim, eps=1e-5, elementwise_affine=affine)
 
 
 def attention_scale(cfg: GPTConfig) -> float | None:

@@ -42,6 +42,9 @@ class GPTConfig:
     """Biases on the attention output and MLP matrices (GPT-2's); Llama-style blocks have none."""
     norm: str = "layernorm"
     """layernorm (GPT-2: scale and bias) or rmsnorm (Llama: scale only, no mean subtraction)."""
+    norm_gains: bool = True
+    """Trainable norm gains (and LayerNorm biases). false: parameter-free norms (OLMo's non-parametric
+    LayerNorm); measured for μP width transfer on the Llama-style block in bench/RESULTS.md."""
     mlp: str = "gelu"
     """gelu (GPT-2: 4d GELU(tanh) MLP) or swiglu (Llama: silu(x W1) * (x W3), then W2)."""
     mlp_hidden: int | None = None
@@ -126,7 +129,7 @@ class GPTConfig:
                 out.append(f"model.{name} must be a positive integer, got {brief(value)}")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             out.append(f"model.dropout must be in [0, 1), got {brief(self.dropout)}")
-        for name in ("qkv_bias", "linear_bias", "tie_embeddings", "mup_zero_readout", "pad_vocab"):
+        for name in ("qkv_bias", "linear_bias", "norm_gains", "tie_embeddings", "mup_zero_readout", "pad_vocab"):
             if not isinstance(getattr(self, name), bool):
                 out.append(f"model.{name} must be true or false, got {brief(getattr(self, name))}")
         for name in ("init_std", "mup_input_mult", "mup_output_mult"):
@@ -214,7 +217,6 @@ def preset_config(name: str, **overrides) -> GPTConfig:
     return GPTConfig(**{**asdict(PRESETS[name]), **overrides})
 
 
-
 def count_params(cfg: GPTConfig) -> int:
     """Parameter count of a model with this config, without allocating it."""
     C, V, L, H = cfg.emb_dim, cfg.padded_vocab, cfg.n_layers, cfg.hidden_dim
@@ -222,7 +224,7 @@ def count_params(cfg: GPTConfig) -> int:
     qkv = C * 3 * C + (3 * C if cfg.qkv_bias else 0)
     attn = qkv + C * C + b * C
     mlp = (3 * C * H + b * (2 * H + C)) if cfg.mlp == "swiglu" else (2 * C * H + b * (H + C))
-    norm = C * (2 if cfg.norm == "layernorm" else 1)
+    norm = C * (2 if cfg.norm == "layernorm" else 1) * cfg.norm_gains
     block = attn + mlp + 2 * norm
     head = 0 if cfg.tie_embeddings else C * V
     positions = cfg.context_len * C if cfg.positions == "learned" else 0
