@@ -14,7 +14,7 @@ from trainables.config import PretrainConfig
 from trainables.errors import SweepError
 from trainables.model_config import preset_config
 
-TRANSFERABLE_MUP = ("init_std", "mup_input_mult", "mup_output_mult", "mup_zero_readout", "tie_embeddings",
+TRANSFERABLE_MUP = ("init_std", "mup_input_mult", "mup_output_mult", "mup_zero_readout", "tie_embeddings", "norm_gains",
                     "depth_rule")
 """Model fields a tuned value carries to any width and depth (besides the LR, schedule shape and optimizer)."""
 BLOCK_STYLE = ("norm", "mlp", "positions", "linear_bias")
