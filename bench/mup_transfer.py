@@ -45,7 +45,8 @@ def study(args, corpus_name: str) -> dict:
     config = RUNS_DIR / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     # warmup 10 % of the horizon, cosine to 0: the same schedule shape at every LR
-    config.write_text(f"model: {{preset: {args.preset}, vocab_size: {corpus['vocab_size']}, dropout: 0.0}}\n"
+    extra = getattr(args, "model_extra", "")  # e.g. ", norm_gains: false" (bench/llama_proxy.py)
+    config.write_text(f"model: {{preset: {args.preset}, vocab_size: {corpus['vocab_size']}, dropout: 0.0{extra}}}\n"
                       f"train: {{batch_size: {args.batch}, max_tokens: {tokens}, warmup_fraction: 0.1,"
                       f" initial_lr: 0.0, min_lr: 0.0, weight_decay: 0.0, num_epochs: 1000}}\n"
                       f"eval: {{eval_freq: {max(1, args.steps // 4)}, eval_iter: 8}}\n")
