@@ -74,6 +74,8 @@ def main() -> None:
 
     figures = {"depth_lr_drift_octaves": {"without": fig(out.drift.get("none")),
                                           "with": fig(out.drift.get("completep")),
+                                          **({"depth-mup": fig(out.drift.get("depth-mup"))}
+                                             if "depth-mup" in out.drift else {}),
                                           "seeds": len(seeds), "undetermined": out.undetermined}}
     record(figures, {"optima": out.optima.to_dict("records"), "steps": args.steps, "tokens_per_trial": tokens,
                      "depths": args.depths, "lrs": args.lrs, "width": args.width, "batch": args.batch,
