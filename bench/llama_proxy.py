@@ -54,18 +54,9 @@ def tokens_per_second(preset: str, extra: str, corpus: dict, steps: int, batch: 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--widths", default="32,64,128")
-    ap.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3,1.6e-2")
-    ap.add_argument("--steps", type=int, default=100, help="optimizer steps per trial (the horizon)")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--corpora", default="packages,stdlib")
+    ap = mup_transfer.study_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
     ap.add_argument("--blocks", default=",".join(BLOCKS))
     ap.add_argument("--speed-steps", type=int, default=200)
-    ap.add_argument("--gpus-per-trial", type=float, default=0.0)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--tag", default="")
     args = ap.parse_args()
     if args.quick:
         args.widths, args.lrs, args.steps, args.seeds, args.corpora = "32,64", "2e-3,4e-3,8e-3", 10, "0", "packages"

@@ -74,12 +74,10 @@ def study(args, corpus_name: str) -> dict:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def study_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options :func:`study` reads (bench/llama_proxy.py runs the same study per block)."""
     ap.add_argument("--widths", default="32,64,128")
     ap.add_argument("--lrs", default="1e-3,2e-3,4e-3,8e-3,1.6e-2")
-    ap.add_argument("--preset", default="tiny", help="depth, heads and context of every width (default tiny: "
-                                                     "2 layers, 2 heads, context 64)")
     ap.add_argument("--steps", type=int, default=100, help="optimizer steps per trial (the horizon)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seeds", default="0,1")
@@ -87,6 +85,13 @@ def main() -> None:
     ap.add_argument("--gpus-per-trial", type=float, default=0.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tag", default="")
+    return ap
+
+
+def main() -> None:
+    ap = study_arguments(argparse.ArgumentParser(description=__doc__.split("\n\n")[0]))
+    ap.add_argument("--preset", default="tiny", help="depth, heads and context of every width (default tiny: "
+                                                     "2 layers, 2 heads, context 64)")
     args = ap.parse_args()
     if args.quick:
         args.widths, args.lrs, args.steps, args.seeds, args.corpora = "32,64", "2e-3,8e-3,3.2e-2", 20, "0,1", "packages"

@@ -224,7 +224,7 @@ def count_params(cfg: GPTConfig) -> int:
     qkv = C * 3 * C + (3 * C if cfg.qkv_bias else 0)
     attn = qkv + C * C + b * C
     mlp = (3 * C * H + b * (2 * H + C)) if cfg.mlp == "swiglu" else (2 * C * H + b * (H + C))
-    norm = C * (2 if cfg.norm == "layernorm" else 1) * cfg.norm_gains
+    norm = (C * (2 if cfg.norm == "layernorm" else 1)) if cfg.norm_gains else 0
     block = attn + mlp + 2 * norm
     head = 0 if cfg.tie_embeddings else C * V
     positions = cfg.context_len * C if cfg.positions == "learned" else 0
