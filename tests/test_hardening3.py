@@ -215,7 +215,7 @@ def test_ctrl_c_in_a_transfer_study_exits_130_concludes_nothing_and_names_the_re
     results = tmp_path / "results"
     cmd = [sys.executable, "-m", "hpsearch.cli", "transfer", "--name", "t", "--results-dir", str(results),
            "--widths", "32,64", "--lrs", "1e-3,4e-3,1.6e-2", "--seeds", "0", "--model", "nano",
-           "--max-tokens-per-trial", "4096", "--eval-freq", "2", "--eval-iter", "1", "--no-dashboard"]
+           "--max-tokens-per-trial", "65536", "--eval-freq", "2", "--eval-iter", "1", "--no-dashboard"]
     log = tmp_path / "transfer.log"
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -234,7 +234,9 @@ def test_ctrl_c_in_a_transfer_study_exits_130_concludes_nothing_and_names_the_re
         assert noise not in said, said[-3000:]
     assert not any((results / "t" / f).exists() for f in ("transfer.json", "transfer.csv", "transfer.png"))
     trials = pd.read_parquet(results / "t" / "trials.parquet")
-    assert set(trials["status"]) == {"interrupted"}
+    # a trial may finish between the first report and the signal reaching the driver; what the study concludes
+    # is nothing either way (no transfer files above), and what was cut off is marked as such
+    assert "interrupted" in set(trials["status"]) and set(trials["status"]) <= {"interrupted", "completed"}, trials
     # trials that never started keep their grid point (not NaN): the table says what is left to run
     assert trials[["parametrization", "emb_dim", "peak_lr"]].notna().all().all(), trials
     assert "Stop signal received" in (results / "t" / "sweep.log").read_text()  # Tune's notice, in the log
