@@ -264,7 +264,8 @@ def register_sweep_commands(sub) -> None:
     p = sub.add_parser("report", help="plots and checks of a finished sweep (HTML)")
     named(p)
     p.add_argument("--reruns", type=number(int, low=0, high=100), default=0,
-                   help="rerun best and runner-up over N seeds")
+                   help="retrain the best and runner-up N times each, with the trial's seed + 1 .. + N "
+                        "(a count; a study's --seeds lists seed values)")
     p.add_argument("--top", type=number(int, low=1), default=5, help="trials in the curves plot")
     p.set_defaults(func=cmd_report)
 

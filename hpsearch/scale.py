@@ -1,6 +1,6 @@
 """Budget transfer: a ladder of small sweeps, a fitted LR/batch law, and a check of it on held-out data.
 
-    hpsearch scale --budgets 2e5,4e5,8e5,1.6e6 --lrs 1e-3,2e-3,4e-3,8e-3 --batch-sizes 4,8,16 --seeds 2
+    hpsearch scale --budgets 2e5,4e5,8e5,1.6e6 --lrs 1e-3,2e-3,4e-3,8e-3 --batch-sizes 4,8,16 --seeds 0,1
 
 1. **Ladder** (one grid sweep, resumable with ``--resume``): every (budget, peak_lr, batch_size,
    seed). ``max_tokens`` is the budget, so each run's cosine schedule is fitted to its own budget, and
@@ -75,7 +75,8 @@ def ladder_space(*, budgets: list[int], lrs: list[float], batch_sizes: list[int]
     if any(b < 1 for b in batch_sizes):
         problems.append(f"--batch-sizes must be positive integers, got {batch_sizes}")
     if len(set(seeds)) < 2:
-        problems.append("--seeds must be 2 or more: the near-optimal tolerance comes from seed-to-seed noise")
+        problems.append(f"--seeds takes 2 or more seed values, e.g. 0,1 (got {','.join(map(str, seeds))}): the "
+                        "near-optimal tolerance comes from seed-to-seed noise")
     if schedule not in SCHEDULES:
         problems.append(f"--schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     if problems:

@@ -354,3 +354,19 @@ def test_plot_is_written_as_png(big_fit, tmp_path):
     path = plot_scaling(table, fit, tmp_path / "scaling.png", model=TINY, tol=TOL)
     assert path == tmp_path / "scaling.png"
     assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
+
+
+def test_scale_seeds_are_seed_values_and_one_value_is_refused_by_name():
+    """`--seeds` lists seed values everywhere (issue 29 item 11): `scale --seeds 2` is the one seed 2, which
+    cannot measure seed noise; the line says so with the value and an example, not 'fewer than 2 seeds'."""
+    from hpsearch.scale import ladder_space
+    from trainables.errors import SweepError
+
+    with pytest.raises(SweepError) as excinfo:
+        ladder_space(budgets=[1000, 2000, 4000], lrs=[1e-3, 2e-3, 4e-3], batch_sizes=[4], seeds=[2],
+                     warmup_fraction=0.05)
+    msg = str(excinfo.value)
+    assert "\n" not in msg and "--seeds takes 2 or more seed values, e.g. 0,1 (got 2)" in msg
+    space = ladder_space(budgets=[1000, 2000, 4000], lrs=[1e-3, 2e-3, 4e-3], batch_sizes=[4], seeds=[3, 7],
+                         warmup_fraction=0.05)
+    assert list(space.axes["seed"].values) == [3, 7]
