@@ -1,0 +1,95 @@
+"""A budget ladder's held-out verification over more seeds: is its loss gap the fit's or the noise's?
+
+    python bench/ladder_reverify.py --name wsd-ladder-sqrt2-wsd --seeds 2,3,4,5,6,7
+    python bench/ladder_reverify.py --name wsd-ladder-sqrt2-cosine --seeds 2,3,4,5,6,7
+
+`scaling_law_loss_gap` compares the predicted config's seed mean with the grid's best seed mean at the
+held-out budget, both over the ladder's seeds (often 2). The grid's best is a minimum over many
+configurations' two-seed means, so it sits below that configuration's expected loss by about the seed
+noise, and the gap inherits it. This trains, at the held-out budget of a finished `hpsearch scale`
+sweep (bench/wsd_ladder.py's, under /tmp/bench_runs), both the predicted config and the grid's best
+config over new seeds, with the ladder's own config file and schedule (the verification's settings),
+and reports the gap over all seeds (the ladder's and the new ones) with its standard error from the
+per-seed differences, next to the ladder's own figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+
+import common  # noqa: F401  (environment first)
+import pandas as pd
+
+from common import RUNS_DIR, record, start_ray, stamp
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", required=True, help="a finished scale sweep under /tmp/bench_runs")
+    ap.add_argument("--seeds", default="2,3,4,5,6,7", help="new seed values")
+    ap.add_argument("--config", default=None, help="the ladder's --config (default: bench/wsd_ladder.py's file)")
+    args = ap.parse_args()
+    from hpsearch.options import SweepOptions
+    from hpsearch.scale import verify_space
+    from hpsearch.sweep import run_sweep
+
+    ladder = RUNS_DIR / args.name
+    if not (ladder / "scaling.json").is_file():
+        raise SystemExit(f"{ladder}/scaling.json is missing: run the ladder first (python bench/wsd_ladder.py)")
+    held = json.loads((ladder / "scaling.json").read_text())["holdout"]
+    fixed = json.loads((ladder / "sweep.json").read_text())["space"]["fixed"]
+    wsd = fixed.get("schedule") == "wsd"
+    schedule = ({k: fixed[k] for k in ("schedule", "warmup_steps", "warmup_fraction")} if wsd
+                else {"warmup_fraction": fixed["warmup_fraction"]})
+    config = args.config or str(RUNS_DIR / f"{args.name.rsplit('-', 1)[0]}.yaml")
+    largest = int(held["budget_tokens"])
+    table = pd.read_csv(ladder / "scaling.csv")
+    at = table[table["budget_tokens"] == largest]
+    best_lr, best_batch = at.groupby(["peak_lr", "batch_size"])["loss"].mean().idxmin()
+    old_verify = pd.read_parquet(RUNS_DIR / held["verify_sweep"] / "trials.parquet")
+    configs = {"predicted": (float(held["predicted_lr"]), int(held["predicted_batch_size"])),
+               "grid_best": (float(best_lr), int(best_batch))}
+    losses = {  # seed -> final loss, from the ladder's own runs
+        "predicted": dict(zip(old_verify["seed"].astype(int), old_verify["final_val_loss"].astype(float)))
+        if "seed" in old_verify else {},
+        "grid_best": dict(zip(*[at[(at["peak_lr"] == best_lr) & (at["batch_size"] == best_batch)][c]
+                                for c in ("seed", "loss")]))}
+    if not losses["predicted"]:
+        raise SystemExit(f"{held['verify_sweep']}/trials.parquet has no seed column")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    start_ray(worker_nice=0)
+    for label, (lr, batch) in configs.items():
+        opts = SweepOptions(name=f"{args.name}-reverify-{label}", config=config, results_dir=str(RUNS_DIR),
+                            dashboard=False, verbose=0, cpus_per_trial=1.0, checkpoint_every=1000, mode="grid",
+                            num_samples=1)
+        shutil.rmtree(RUNS_DIR / opts.name, ignore_errors=True)
+        out = run_sweep(opts, space=verify_space(budget=largest, lr=lr, batch_size=batch, seeds=seeds,
+                                                 schedule=schedule), log=lambda line: None)
+        trials = out.trials
+        losses[label].update(zip(trials["seed"].astype(int), trials["final_val_loss"].astype(float)))
+        print(f"{stamp()} {label}: lr {lr:.4g}, batch {batch}: " + ", ".join(
+            f"seed {s} {v:.4f}" for s, v in sorted(losses[label].items())), flush=True)
+    common_seeds = sorted(set(losses["predicted"]) & set(losses["grid_best"]))
+    pred = [losses["predicted"][s] for s in common_seeds]
+    best = [losses["grid_best"][s] for s in common_seeds]
+    diffs = [(p - b) / statistics.mean(best) for p, b in zip(pred, best)]
+    gap = statistics.mean(pred) / statistics.mean(best) - 1.0
+    stderr = statistics.stdev(diffs) / math.sqrt(len(diffs))
+    noise = statistics.stdev(best) / statistics.mean(best)
+    print(f"{args.name}: held-out budget {largest:,}; predicted lr {configs['predicted'][0]:.4g} batch "
+          f"{configs['predicted'][1]} vs the grid's best lr {best_lr:.4g} batch {best_batch}; over {len(common_seeds)} "
+          f"seeds the gap is {gap:.4f} ± {stderr:.4f} (standard error; the ladder's own figure "
+          f"{held['scaling_law_loss_gap']:.4f} over its seeds); seed noise {noise:.2%}")
+    key = "wsd" if wsd else "cosine"
+    record({f"{key}_ladder_gap_over_{len(common_seeds)}_seeds": round(gap, 5)},
+           {"ladder": args.name, "budget_tokens": largest, "configs": configs, "losses": losses,
+            "seeds": common_seeds, "gap": gap, "stderr": stderr, "seed_noise_rel_std": noise,
+            "ladder_gap": held["scaling_law_loss_gap"]}, tag=f" {args.name}")
+
+
+if __name__ == "__main__":
+    main()
