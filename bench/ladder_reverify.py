@@ -41,10 +41,13 @@ def main() -> None:
     if not (ladder / "scaling.json").is_file():
         raise SystemExit(f"{ladder}/scaling.json is missing: run the ladder first (python bench/wsd_ladder.py)")
     held = json.loads((ladder / "scaling.json").read_text())["holdout"]
-    fixed = json.loads((ladder / "sweep.json").read_text())["space"]["fixed"]
+    meta = json.loads((ladder / "sweep.json").read_text())
+    fixed = meta["space"]["fixed"]
     wsd = fixed.get("schedule") == "wsd"
     schedule = ({k: fixed[k] for k in ("schedule", "warmup_steps", "warmup_fraction")} if wsd
                 else {"warmup_fraction": fixed["warmup_fraction"]})
+    if meta["base_config"]["eval"].get("eval_batch_size"):  # the ladder's validation windows
+        schedule["eval_batch_size"] = meta["base_config"]["eval"]["eval_batch_size"]
     config = args.config or str(RUNS_DIR / f"{args.name.rsplit('-', 1)[0]}.yaml")
     largest = int(held["budget_tokens"])
     table = pd.read_csv(ladder / "scaling.csv")

@@ -77,7 +77,8 @@ def main() -> None:
     name = f"{stem}-independent"
     shutil.rmtree(RUNS_DIR / name, ignore_errors=True)
     fixed = {**wsd_fixed(budgets, batch_sizes, 0.05, outs["wsd"].record["model"]["context_len"]),
-             "num_epochs": 100_000, "batch_size": args.plot_batch, "seed": seeds[0]}
+             "num_epochs": 100_000, "batch_size": args.plot_batch, "seed": seeds[0],
+             "eval_batch_size": max(batch_sizes)}  # scored on the ladder's windows (it searched batch_size)
     space = parse_space({"name": "wsd-independent", "axes": {"max_tokens": {"grid": sorted(budgets)[:-1]},
                                                              "peak_lr": {"grid": lrs}}, "fixed": fixed}, source=name)
     opts = SweepOptions(name=name, config=str(config), data=data, data_pattern=pattern, results_dir=str(RUNS_DIR),

@@ -78,6 +78,9 @@ def base_config(opts: SweepOptions, space: Space) -> PretrainConfig:
         overrides["max_tokens"] = opts.max_tokens_per_trial
     cfg = cfg.with_hparams(overrides, source=f"space '{space.name}' fixed values")
     ev = {k: v for k, v in (("eval_freq", opts.eval_freq), ("eval_iter", opts.eval_iter)) if v is not None}
+    batch = space.axes.get("batch_size")
+    if batch is not None and cfg.eval.eval_batch_size is None:  # score every trial on the same windows
+        ev["eval_batch_size"] = int(max(batch.values) if hasattr(batch, "values") else batch.high)
     return replace(cfg, eval=replace(cfg.eval, **ev)) if ev else cfg
 
 

@@ -189,6 +189,8 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     warmup_fraction = fixed.get("warmup_fraction") or warmup_fraction
     schedule_fixed = ({k: fixed[k] for k in ("schedule", "warmup_steps", "warmup_fraction")} if wsd
                       else {"warmup_fraction": warmup_fraction})
+    if base.eval.eval_batch_size:  # the verification is scored on the ladder's validation windows
+        schedule_fixed["eval_batch_size"] = base.eval.eval_batch_size
 
     table = scaling_table(ladder.trials, base, ladder.curves)
     atomic_write_text(ladder.sweep_dir / "scaling.csv", table.to_csv(index=False))

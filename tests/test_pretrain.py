@@ -198,3 +198,30 @@ def test_cli_pretrain_trains_and_refuses_to_overwrite(tmp_path, capsys):
     assert main(["pretrain", "--config", str(cfg), "--out", str(out)]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main(["pretrain", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_trials_of_different_batch_sizes_are_scored_on_the_same_windows(embedded_tokens):
+    """The validation loss averages eval_iter batches; with batch_size as an axis those batches would hold
+    different windows per trial (2 windows against 8), so losses of different batch sizes would not compare.
+    eval.eval_batch_size fixes the windows, and a sweep that searches batch_size sets it to the largest."""
+    from dataclasses import replace
+
+    from hpsearch.options import SweepOptions
+    from hpsearch.plan import base_config
+    from search_spaces import parse_space
+
+    def val(batch_size, eval_batch_size):
+        cfg = nano_config(batch_size=batch_size)
+        return Run(replace(cfg, eval=replace(cfg.eval, eval_batch_size=eval_batch_size)), embedded_tokens).val_loss()
+
+    # the same initial model (one seed): only the windows it is scored on can differ
+    assert val(2, None) != val(8, None)
+    assert val(2, 8) == val(4, 8) == val(8, None)
+
+    searched = parse_space({"name": "b", "axes": {"batch_size": {"grid": [2, 8, 4]}, "peak_lr": {"grid": [1e-3, 2e-3]}}})
+    ranged = parse_space({"name": "r", "axes": {"batch_size": {"int": [2, 16]}}})
+    fixed = parse_space({"name": "f", "axes": {"peak_lr": {"grid": [1e-3, 2e-3]}}, "fixed": {"batch_size": 4}})
+    plan = lambda space: base_config(SweepOptions(model="nano"), space).eval.eval_batch_size  # noqa: E731
+    assert (plan(searched), plan(ranged), plan(fixed)) == (8, 16, None)
+    pinned = parse_space({"name": "p", "axes": {"batch_size": {"grid": [2, 8]}}, "fixed": {"eval_batch_size": 4}})
+    assert plan(pinned) == 4  # a value the user set is kept

@@ -111,12 +111,13 @@ class EvalArgs:
     """Evaluate every this many optimizer steps (and after the last step)."""
     eval_iter: int = 5
     """Batches averaged per evaluation, for train and val loss alike."""
+    eval_batch_size: int | None = None
+    """Windows per evaluation batch (null: train.batch_size); a sweep searching batch_size sets its largest."""
     checkpoint_freq: int = 0
     """Standalone runs: also checkpoint every this many steps (0: at the end and by the clock only)."""
     checkpoint_minutes: float = 5.0
-    """Also checkpoint when this many minutes passed since the last checkpoint (runs and trials alike;
-    0 turns the clock off). A checkpoint only serves a resume: GPT-124M's is 2 GB (weights and both
-    AdamW moments), so trials write one at their end and at most one per this many minutes."""
+    """Also checkpoint when this many minutes passed since the last one (0: no clock). It only serves a
+    resume (GPT-124M's is 2 GB), so trials write one at their end and at most one per this many minutes."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ class PretrainConfig:
         out.extend(data_problems(d))
         positive_int("eval", "eval_freq", e.eval_freq)
         positive_int("eval", "eval_iter", e.eval_iter)
+        positive_int("eval", "eval_batch_size", e.eval_batch_size, allow_none=True)
         positive_int("eval", "checkpoint_freq", e.checkpoint_freq, allow_zero=True)
         number("eval", "checkpoint_minutes", e.checkpoint_minutes, 0.0, strict=False)
         return out
@@ -379,15 +381,15 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "eval": tuple(f.name for f in fields(EvalArgs)),
 }
 
-# Tunable hyperparameters by bare name -> the section holding them. Everything a trial may vary.
-# Engine settings (device, precision, compile, a padded vocabulary) change speed, not what is learned:
-# they are set per sweep (--precision, --compile), never searched.
+# Tunable hyperparameters by bare name -> their section. Engine settings (device, precision, compile, a
+# padded vocabulary) change speed, not what is learned: set per sweep (--precision, --compile), never searched.
 ENGINE_FIELDS = ("device", "precision", "compile", "vocab_size", "pad_vocab")
 AXES: dict[str, str] = {
     **{name: "train" for name in SECTIONS["train"] if name not in ENGINE_FIELDS},
     **{name: "model" for name in MODEL_FIELDS if name not in ENGINE_FIELDS},
     "stride": "data",
     "train_ratio": "data",
+    "eval_batch_size": "eval",  # a study's fixed value (scale's verification), never worth searching
 }
 
 

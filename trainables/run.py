@@ -116,8 +116,11 @@ class Run:
         common = dict(context_len=config.model.context_len, stride=config.stride,
                       batch_size=t.batch_size, pin_memory=cuda)
         self.train_loader = WindowLoader(train_tok, shuffle=True, drop_last=True, seed=t.seed, **common)
-        self.train_eval_loader = WindowLoader(train_tok, shuffle=False, drop_last=True, **common)
-        self.val_loader = WindowLoader(val_tok, shuffle=False, drop_last=False, **common)
+        # evaluation batches hold eval.eval_batch_size windows, so trials of different batch sizes can be
+        # scored on the same windows (a sweep that searches batch_size sets it)
+        scored = {**common, "batch_size": config.eval.eval_batch_size or t.batch_size}
+        self.train_eval_loader = WindowLoader(train_tok, shuffle=False, drop_last=False, **scored)
+        self.val_loader = WindowLoader(val_tok, shuffle=False, drop_last=False, **scored)
         self.model = GPT(config.model).to(self.device)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, t.weight_decay), lr=t.initial_lr,
                                            **self.engine.adamw_options())
