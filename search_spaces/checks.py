@@ -85,6 +85,11 @@ def _float(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+# Names a space may fix but not search, and why.
+FIXED_ONLY = {"eval_batch_size": "sets the validation windows every trial is scored on, so trials that differ in "
+                                 "it cannot be compared"}
+
+
 def _plural(want: type) -> str:
     return {bool: "booleans", int: "integers", float: "numbers", str: "strings", list: "lists of integers"}[want]
 
@@ -97,6 +102,8 @@ def parse_axis(axis: str, spec: Any) -> tuple[Dist | None, list[str]]:
                       f"{{loguniform: [1.0e-4, 1.0e-2]}}, got {brief(spec)}"]
     if axis_type(axis) is list:
         return None, [f"{where}: {axis} takes a list, which is set under fixed:, not searched"]
+    if axis in FIXED_ONLY:
+        return None, [f"{where}: {axis} {FIXED_ONLY[axis]}; set it under fixed:, not as an axis"]
     ((kind, args),) = spec.items()
     cls = DISTS.get(kind)
     if cls is None:

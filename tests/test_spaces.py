@@ -321,6 +321,13 @@ def test_every_axis_name_is_accepted():
                 parse_space({"name": "a", "axes": {axis: {"grid": [[1000]]}}})
             assert parse_space({"name": "a", "axes": {"seed": {"grid": [0, 1]}}, "fixed": {axis: [1000]}}).fixed[axis] == [1000]
             continue
+        if axis == "eval_batch_size":  # the windows every trial is scored on: fixed, never searched
+            with pytest.raises(SpaceError, match="eval_batch_size sets the validation windows every trial is scored "
+                                                 "on, so trials that differ in it cannot be compared; set it under "
+                                                 "fixed:, not as an axis"):
+                parse_space({"name": "a", "axes": {axis: {"grid": [4, 8]}}})
+            assert parse_space({"name": "a", "axes": {"seed": {"grid": [0, 1]}}, "fixed": {axis: 8}}).fixed[axis] == 8
+            continue
         candidates = [True] if want is bool else [defaults[axis] or "x"] if want is str else [1, 0, defaults[axis]]
         written = next(v for v in candidates if v is not None and not value_problems(axis, v))
         (value,) = parse_space({"name": "a", "axes": {axis: {"grid": [written]}}}).axes[axis].values
