@@ -183,8 +183,9 @@ def reference_loaders(ids: list[int], ctx: int, batch_size: int, train_ratio: fl
     return windows(ids[:cut], True, True), windows(ids[cut:], False, False)
 
 
-def reference_run(cfg, text: str) -> dict:
-    """One configuration the way the reference script trains it; the final train and val loss."""
+def reference_run(cfg, text: str, max_steps: int | None = None) -> dict:
+    """One configuration the way the reference script trains it (its epochs, or ``max_steps`` optimizer
+    steps over as many passes as they take); the final train and val loss."""
     from trainables.corpus import get_tokenizer
 
     t, m = cfg.train, cfg.model
@@ -193,11 +194,13 @@ def reference_run(cfg, text: str) -> dict:
     train_loader, val_loader = reference_loaders(ids, m.context_len, t.batch_size, cfg.data.train_ratio)
     model = RefGPT(m)
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.peak_lr, weight_decay=t.weight_decay)
-    total = len(train_loader) * t.num_epochs
+    total = max_steps or len(train_loader) * t.num_epochs
     step, lr_increment = 0, (t.peak_lr - t.initial_lr) / t.warmup_steps
-    for _ in range(t.num_epochs):
+    while step < total:  # one pass per epoch
         model.train()
         for x, y in train_loader:
+            if step >= total:
+                break
             optimizer.zero_grad()
             step += 1  # 1-based, as the reference
             if step < t.warmup_steps:

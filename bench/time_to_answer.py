@@ -40,7 +40,6 @@ import common  # noqa: F401  (environment first)
 import pandas as pd
 import torch
 import yaml
-from torch import nn
 
 from common import RUNS_DIR, loadavg, record, stamp
 from problems import CORPUS_BUILDERS, PROBLEMS, default_problems
@@ -48,45 +47,6 @@ from problems import CORPUS_BUILDERS, PROBLEMS, default_problems
 import engine_vs_reference as evr
 
 QUIET = lambda: common.wait_quiet(max_wait=60)  # noqa: E731  (--quick: no waiting)
-
-
-def reference_config_run(cfg, text: str) -> dict:
-    """One configuration the seed's way, to the problem's token budget: tokenize, windows, model, train
-    with the seed's schedule and clipping, one evaluation batch of each split at the end."""
-    from trainables.corpus import get_tokenizer
-
-    t, m = cfg.train, cfg.model
-    ids = get_tokenizer().encode(text, allowed_special={"<|endoftext|>"})  # again for every config
-    torch.manual_seed(t.seed)
-    train_loader, val_loader = evr.reference_loaders(ids, m.context_len, t.batch_size, cfg.data.train_ratio)
-    model = evr.RefGPT(m)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.peak_lr, weight_decay=t.weight_decay)
-    total = t.max_tokens // (t.batch_size * m.context_len)
-    step, lr_increment = 0, (t.peak_lr - t.initial_lr) / max(t.warmup_steps, 1)
-    model.train()
-    while step < total:
-        for x, y in train_loader:
-            step += 1
-            optimizer.zero_grad()
-            if step < t.warmup_steps:
-                lr = t.initial_lr + step * lr_increment
-            else:
-                progress = (step - t.warmup_steps) / max(total - t.warmup_steps, 1)
-                lr = t.min_lr + (t.peak_lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss = nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-            loss.backward()
-            if step >= t.warmup_steps:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=t.max_norm)
-            optimizer.step()
-            if step >= total:
-                break
-    model.eval()
-    with torch.no_grad():
-        x, y = next(iter(val_loader))
-        val = nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten()).item()
-    return {"steps": step, "val_loss": val}
 
 
 def corpus_text(problem) -> str:
@@ -106,7 +66,8 @@ def serial_grid(problem, grid: pd.DataFrame, k: int) -> dict:
         cfg = problem.base().with_hparams(params, source=f"problem {problem.name}")
         QUIET()
         t0 = time.perf_counter()
-        got = reference_config_run(cfg, text)
+        steps = cfg.train.max_tokens // (cfg.train.batch_size * cfg.model.context_len)
+        got = evr.reference_run(cfg, text, max_steps=steps)
         rows.append({**params, **got, "wall_s": time.perf_counter() - t0})
         print(f"{stamp()} {problem.name} serial config {params}: {rows[-1]['wall_s']:.2f} s, {got['steps']} steps",
               flush=True)
