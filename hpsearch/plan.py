@@ -127,9 +127,6 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
         else:  # the record names it; its axes and fixed values are in sweep.json
             opts = replace(opts, space=space.name)
     base = base_config(opts, space)  # reads --config: every file the user gave is checked before Ray is imported
-    if "batch_size" in space.axes:
-        log(f"batch_size is searched: every trial is scored on {base.eval.eval_iter} batches of "
-            f"{base.eval.eval_batch_size} validation windows (eval.eval_batch_size), whatever its own batch size")
     space.to_tune(opts.mode)  # a grid mode on a continuous space fails here, before anything runs
     corpus = load_data(base.data, vocab_size=base.model.vocab_size, log=log)
     tokens = np.ascontiguousarray(corpus.tokens)
@@ -139,6 +136,9 @@ def plan_sweep(opts: SweepOptions, *, space: Space | None = None, log=print) -> 
     max_t = max_trial_tokens(base, space, len(tokens))
     check_search(opts, max_t)
     check_trackers(opts)
+    if "batch_size" in space.axes:
+        log(f"batch_size is searched: every trial is scored on {base.eval.eval_iter} batches of "
+            f"{base.eval.eval_batch_size} validation windows (eval.eval_batch_size), whatever its own batch size")
     warm = []
     if opts.warm_start and not opts.resume:
         from hpsearch.searchers import OPTUNA_MODES
