@@ -96,6 +96,21 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
                          "the address") from None
 
 
+def trial_slots(cpus: float, gpus: float, max_concurrent: int | None = None) -> int:
+    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs the cluster runs at once now (at least 1)."""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if gpus > 1:  # data-parallel: a trial's workers (a GPU each) may span nodes
+        from trainables.ddp import ddp_workers
+
+        slots = int(sum(r.get("GPU", 0) for r in nodes)) // ddp_workers(gpus)
+    else:
+        slots = sum(min(int(r.get("CPU", 0) // cpus), int(r.get("GPU", 0) // gpus) if gpus else 10**6)
+                    for r in nodes)
+    return max(1, min(slots, max_concurrent or slots))
+
+
 def check_resources(cpus: float, gpus: float) -> None:
     """Fail fast when no node can ever host one trial (instead of trials pending forever)."""
     import ray

@@ -29,7 +29,7 @@ from hpsearch import results as res
 from hpsearch.options import SweepOptions
 from hpsearch.lock import claim
 from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials
-from hpsearch.ray_session import check_resources, ensure_ray
+from hpsearch.ray_session import check_resources, ensure_ray, trial_slots
 from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
 from hpsearch.skips import close_stale_trials, excluded_lines, skip_lines
 from hpsearch.tuner import environ, make_tuner, tune_env
@@ -186,7 +186,7 @@ def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
     begin(plan.tune_dir)
     progress = progress_of(plan.tune_dir)
     try:
-        with environ(tune_env(o)), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
+        with environ(tune_env(o, trial_slots(o.cpus_per_trial, o.gpus_per_trial, o.max_concurrent))), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
             grid = tuner.fit()
             outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
         full = progress.disk_full

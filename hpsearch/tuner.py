@@ -108,21 +108,23 @@ def make_tuner(plan: SweepPlan):
     )
 
 
-def tune_env(opts: SweepOptions) -> dict[str, str]:
+def tune_env(opts: SweepOptions, slots: int = 1) -> dict[str, str]:
     """Environment Tune reads when a fit starts, for this sweep's options.
 
     - Below -v, Tune prints nothing of its own: its newer console output still prints an experiment box
       and two paths (one a TensorBoard command into Ray's temp session) at verbosity 0; its older one,
       chosen by RAY_AIR_NEW_OUTPUT=0, prints nothing at 0.
-    - With --budget-tokens, one trial is queued ahead instead of up to 16 (grid), so the budget is
-      checked as each trial is created.
+    - Tune creates at most one trial ahead for a search algorithm (and up to 200 for a grid): the first
+      ``slots`` trials (as many as run at once) are created together instead, so the first wave starts
+      at once rather than one trial per actor start-up. A created trial is charged against
+      --budget-tokens at once, so the budget holds whatever is queued.
     A variable the user set is kept.
     """
     env = {}
     if opts.verbose <= 1:
         env["RAY_AIR_NEW_OUTPUT"] = "0"
-    if opts.budget_tokens:
-        env["TUNE_MAX_PENDING_TRIALS_PG"] = "1"
+    if opts.budget_tokens or opts.mode != "grid":
+        env["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, slots))
     return {k: v for k, v in env.items() if k not in os.environ}
 
 

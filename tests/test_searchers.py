@@ -177,6 +177,22 @@ def test_an_optuna_asha_sweep_with_two_at_once_stays_within_its_budget(tmp_path,
     assert 2048 <= used <= 3000, used  # two whole runs always fit; a third only with what ASHA gave back
 
 
+def test_the_first_wave_of_trials_is_created_together_as_many_as_the_cluster_runs_at_once(ray_session, monkeypatch):
+    from hpsearch.options import SweepOptions
+    from hpsearch.ray_session import trial_slots
+    from hpsearch.tuner import tune_env
+
+    # the test session's Ray has 2 CPUs and no GPU
+    assert [trial_slots(1, 0), trial_slots(0.5, 0), trial_slots(2, 0), trial_slots(1, 0, max_concurrent=1)] == [2, 4, 1, 1]
+    assert trial_slots(1, 1) == 1  # no GPU here: never 0 (check_resources refuses such a sweep first)
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    pending = lambda **kw: tune_env(SweepOptions(**kw), slots=2).get("TUNE_MAX_PENDING_TRIALS_PG")  # noqa: E731
+    assert pending(mode="optuna-asha") == pending(mode="grid", budget_tokens=10_000) == "2"
+    assert pending(mode="grid") is None  # Tune's own (up to 200 queued): nothing to charge, no searcher to wait for
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")  # the user's own value is kept
+    assert pending(mode="optuna-asha") is None
+
+
 def test_warm_start_tells_the_earlier_trials_inside_the_new_space_and_never_retrains_them(tmp_path):
     import json
 
