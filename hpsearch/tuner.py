@@ -31,16 +31,14 @@ def make_trainable(plan: SweepPlan):
         # CPUs are always reserved, GPUs too: tune.with_resources({"gpu": 1}) alone reserves 0 CPUs
         return tune.with_resources(tune.with_parameters(train_trial, **common),
                                    {"cpu": o.cpus_per_trial, "gpu": o.gpus_per_trial}), o.max_concurrent
-    import ray
-
+    from hpsearch.ray_session import trial_slots
     from trainables.ddp import DRIVER_CPUS, ddp_workers, train_trial_ddp
 
-    n = ddp_workers(o.gpus_per_trial)
     trainable = tune.with_resources(
-        tune.with_parameters(train_trial_ddp, num_workers=n, storage_path=plan.tune_dir,
+        tune.with_parameters(train_trial_ddp, num_workers=ddp_workers(o.gpus_per_trial), storage_path=plan.tune_dir,
                              max_failures=o.max_failures, **common),
         {"cpu": DRIVER_CPUS})
-    return trainable, o.max_concurrent or max(1, int(ray.cluster_resources().get("GPU", 0)) // n)
+    return trainable, o.max_concurrent or trial_slots(DRIVER_CPUS, o.gpus_per_trial)
 
 
 def tracker_callbacks(plan: SweepPlan) -> list:

@@ -184,7 +184,7 @@ def test_the_first_wave_of_trials_is_created_together_as_many_as_the_cluster_run
 
     # the test session's Ray has 2 CPUs and no GPU
     assert [trial_slots(1, 0), trial_slots(0.5, 0), trial_slots(2, 0), trial_slots(1, 0, max_concurrent=1)] == [2, 4, 1, 1]
-    assert trial_slots(1, 1) == 1  # no GPU here: never 0 (check_resources refuses such a sweep first)
+    assert trial_slots(1, 1) == trial_slots(1, 2) == 1  # no GPU here (a DDP trial too): never 0; check_resources refuses first
     monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
     pending = lambda **kw: tune_env(SweepOptions(**kw), slots=2).get("TUNE_MAX_PENDING_TRIALS_PG")  # noqa: E731
     assert pending(mode="optuna-asha") == pending(mode="grid", budget_tokens=10_000) == "2"
