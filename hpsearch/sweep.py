@@ -186,7 +186,8 @@ def _run(plan: SweepPlan, t0: float, log, command: str) -> SweepOutcome:
     begin(plan.tune_dir)
     progress = progress_of(plan.tune_dir)
     try:
-        with environ(tune_env(o, trial_slots(o.cpus_per_trial, o.gpus_per_trial, o.max_concurrent))), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
+        slots = trial_slots(o.cpus_per_trial, o.gpus_per_trial, o.max_concurrent)
+        with environ(tune_env(o, slots)), to_log_file(plan.sweep_dir, enabled=o.verbose <= 1):
             grid = tuner.fit()
             outcome = collect_results(plan, grid, wall_s=time.perf_counter() - t0, log=log)
         full = progress.disk_full
