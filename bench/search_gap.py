@@ -9,6 +9,8 @@ Run, in order (durations on 2 quiet cores; next to other jobs expect up to twice
     python bench/search_gap.py --problems nano --quick --budgets 0.05 --seeds 0 1   # the 5 % path, noise
     python bench/search_gap.py --tpe '{"n_startup_trials": 4}' --modes optuna-asha   # a candidate default
     python bench/search_gap.py --grace-fraction 0.5 --modes optuna-asha              # a candidate first rung
+    python bench/search_gap.py --startup-fraction 0.5 --modes optuna-asha            # start-up trials by budget
+    python bench/search_gap.py --tpe '{"sampler": "gp"}' --modes optuna-asha         # Optuna's GP sampler
 
 Each problem (bench/problems.py: prose/nano, code with an invalid region, docs with 3+ values per
 axis, pkgs with a continuous learning rate on another corpus) has its ground truth in
@@ -178,6 +180,15 @@ def run_search(grid: Grid, mode: str, seed: int, budget: int, tpe: dict | None =
             "skipped": len(results) - len(trained)}
 
 
+def startup(args, budget: int, max_t: int) -> dict | None:
+    """The sampler settings a search runs with: --tpe's, and --startup-fraction's start-up trials for this
+    budget (that fraction of the whole trials it buys, 2..10)."""
+    if args.startup_fraction is None:
+        return args.tpe
+    n = max(2, min(10, round(args.startup_fraction * budget / max_t)))
+    return {**(args.tpe or {}), "n_startup_trials": n}
+
+
 def random_baseline(best: pd.Series, k: float) -> float:
     """Expected relative gap of the best of k distinct configurations drawn uniformly (exact)."""
     vals = np.sort(best.to_numpy())  # ascending: P(min is the i-th smallest) from combinatorics
@@ -239,6 +250,9 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     ap.add_argument("--tpe", type=json.loads, default=None,
                     help="candidate TPESampler settings (JSON) over the product's; recorded apart from the figures")
+    ap.add_argument("--startup-fraction", type=float, default=None,
+                    help="candidate: TPE's random start-up trials = this fraction of the whole trials the budget "
+                         "buys (at least 2, at most 10; recorded apart)")
     ap.add_argument("--grace-fraction", type=float, default=None,
                     help="candidate ASHA first rung at this fraction of a trial's tokens (recorded apart)")
     args = ap.parse_args()
@@ -260,7 +274,8 @@ def main() -> None:
                 for mode in args.modes:
                     t0 = time.perf_counter()
                     budget = int(frac * grid.total)
-                    got = run_search(grid, mode, seed, budget, args.tpe, args.grace_fraction)
+                    got = run_search(grid, mode, seed, budget, startup(args, budget, grid.max_t),
+                                     args.grace_fraction)
                     rows.append({"problem": name, "mode": mode, "seed": seed, "budget": frac,
                                  "gap": got["best"] / grid_best - 1.0, "spent": got["spent"] / grid.total,
                                  "spent_tokens": got["spent"], "budget_tokens": budget, "use": got["spent"] / budget,
@@ -287,9 +302,11 @@ def main() -> None:
               f"medians over {len(seeds)} seeds; goal <= 0.01 on every problem)")
         figures["search_gap_at_10pct"] = round(heads[worst], 5)
     candidate = (f" --tpe {json.dumps(args.tpe, sort_keys=True)}" if args.tpe else "") + \
+        (f" --startup-fraction {args.startup_fraction:g}" if args.startup_fraction else "") + \
         (f" --grace-fraction {args.grace_fraction:g}" if args.grace_fraction else "")
     tag = subset_tag(grids) + candidate
-    record(figures, {"quick": args.quick, "tpe": args.tpe, "grace_fraction": args.grace_fraction,
+    record(figures, {"quick": args.quick, "tpe": args.tpe, "startup_fraction": args.startup_fraction,
+                     "grace_fraction": args.grace_fraction,
                      "grids": {n: g.describe() for n, g in grids.items()}, "verify_max_abs_diff": verified,
                      "over_budget": len(over), "runs": rows, "table": table.reset_index().to_dict("records")},
            quick=args.quick, tag=tag)

@@ -281,9 +281,12 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     elif mode == "random":
         sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
     elif mode == "optuna-asha":
+        options = {**TPE_OPTIONS, **(tpe or {})}
+        # "sampler": "gp" swaps in Optuna's Gaussian-process sampler (a candidate the benchmark measures)
+        kind = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[options.pop("sampler", "tpe")]
         with warnings.catch_warnings():  # "group is experimental" (a candidate the benchmark may try)
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=seed, **{**TPE_OPTIONS, **(tpe or {})})
+            sampler = kind(seed=seed, **options)
         grace = grace_tokens or default_grace(max_t, warmup_tokens)
         scheduler = ASHAScheduler(time_attr="tokens_seen", max_t=max_t, grace_period=grace,
                                   reduction_factor=reduction_factor)
