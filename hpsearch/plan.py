@@ -232,3 +232,10 @@ def planned_trials(plan: SweepPlan) -> int:
     """Trials the sweep will run at most: every grid point num_samples times, or num_samples samples."""
     size = plan.space.grid_size() if plan.opts.mode == "grid" else None
     return size * plan.num_samples if size else plan.num_samples
+
+
+def whole_trials(plan: SweepPlan) -> float:
+    """Whole trials the sweep can pay for: planned_trials, or --budget-tokens / tokens per trial where that
+    is fewer (ASHA's early stops give tokens back, so a budgeted sweep may run more trials than this)."""
+    n = planned_trials(plan)
+    return float(min(n, plan.opts.budget_tokens / plan.max_t) if plan.opts.budget_tokens else n)

@@ -28,7 +28,7 @@ import pandas as pd
 from hpsearch import results as res
 from hpsearch.options import SweepOptions
 from hpsearch.lock import claim
-from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials
+from hpsearch.plan import SweepPlan, already_exists, base_config, plan_sweep, planned_trials, whole_trials
 from hpsearch.ray_session import check_resources, ensure_ray, trial_slots
 from hpsearch.record import forget_sweep, record_sweep, tune_started, utc_now
 from hpsearch.skips import close_stale_trials, excluded_lines, skip_lines
@@ -110,7 +110,7 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
 
 
 def describe(plan: SweepPlan) -> list[str]:
-    from hpsearch.searchers import optuna_storage_url
+    from hpsearch.searchers import STARTUP_FRACTION, optuna_storage_url, startup_trials
 
     o = plan.opts
     lines = [f"sweep '{plan.name}': mode {o.mode}, space '{plan.space.name}' ({len(plan.axes)} axes"
@@ -123,6 +123,11 @@ def describe(plan: SweepPlan) -> list[str]:
         why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
+        whole = whole_trials(plan)
+        paid = f"{whole:,.0f}" if whole.is_integer() else f"{whole:,.1f}"
+        lines.append(f"TPE: the first {startup_trials(whole)} trials are sampled at random, then modelled "
+                     f"({STARTUP_FRACTION:.0%} of the {paid} whole trials the sweep "
+                     f"{'can pay for' if o.budget_tokens else 'runs'}, 2 to 10)")
     if o.budget_tokens:
         lines.append(f"sweep budget: {o.budget_tokens:,} tokens in all, never exceeded: a trial starts only if its "
                      f"whole run ({plan.max_t:,} tokens) fits in what is left; what ASHA stops early is given back")
