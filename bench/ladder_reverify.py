@@ -30,7 +30,8 @@ from common import RUNS_DIR, record, start_ray, stamp
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--name", required=True, help="a finished scale sweep under /tmp/bench_runs")
-    ap.add_argument("--seeds", default="2,3,4,5,6,7", help="new seed values")
+    ap.add_argument("--seeds", default="2,3,4,5,6,7",
+                    help="new seed values (earlier rechecks' other seeds of the same configs are counted too)")
     ap.add_argument("--config", default=None, help="the ladder's --config (default: bench/wsd_ladder.py's file)")
     args = ap.parse_args()
     from hpsearch.options import SweepOptions
@@ -66,9 +67,16 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     start_ray(worker_nice=0)
     for label, (lr, batch) in configs.items():
-        opts = SweepOptions(name=f"{args.name}-reverify-{label}", config=config, results_dir=str(RUNS_DIR),
-                            dashboard=False, verbose=0, cpus_per_trial=1.0, checkpoint_every=1000, mode="grid",
-                            num_samples=1)
+        # earlier rechecks of the same config (other seeds) count too: --seeds 8,...,15 adds to 2-7's
+        for earlier in sorted(RUNS_DIR.glob(f"{args.name}-reverify-{label}*/trials.parquet")):
+            was = json.loads((earlier.parent / "sweep.json").read_text())["space"]["fixed"]
+            if math.isclose(was["peak_lr"], lr) and was["batch_size"] == batch:
+                old = pd.read_parquet(earlier)
+                old = old[~old["seed"].isin(seeds)]
+                losses[label].update(zip(old["seed"].astype(int), old["final_val_loss"].astype(float)))
+        opts = SweepOptions(name=f"{args.name}-reverify-{label}" + (f"-from{seeds[0]}" if seeds[0] != 2 else ""),
+                            config=config, results_dir=str(RUNS_DIR), dashboard=False, verbose=0,
+                            cpus_per_trial=1.0, checkpoint_every=1000, mode="grid", num_samples=1)
         shutil.rmtree(RUNS_DIR / opts.name, ignore_errors=True)
         out = run_sweep(opts, space=verify_space(budget=largest, lr=lr, batch_size=batch, seeds=seeds,
                                                  schedule=schedule), log=lambda line: None)

@@ -160,8 +160,7 @@ def run_search(grid: Grid, mode: str, seed: int, budget: int, tpe: dict | None =
             max_t=grid.max_t, grace_tokens=int(grace_fraction * grid.max_t) if grace_fraction else None,
             reduction_factor=3.0, max_concurrent=2,
             proposals=grid.proposals, budget_tokens=budget,
-            warmup_tokens=max_warmup_tokens(problem.base(), space, grid.max_t), tpe=tpe,
-            whole_trials=budget / grid.max_t)  # as the product's sweep: the whole trials the budget buys
+            warmup_tokens=max_warmup_tokens(problem.base(), space, grid.max_t), tpe=tpe)
         trainable = tune.with_resources(
             tune.with_parameters(replay_trial, curves=grid.curves, axes=list(problem.axes), continuous=grid.continuous,
                                  seconds_per_token=SECONDS_PER_FULL_TRIAL / grid.max_t), {"cpu": 1})

@@ -24,6 +24,7 @@ valid point, so a search ends only when every valid point was tried, or its budg
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 import random
@@ -58,17 +59,15 @@ UNTRIED = "untried"
 OPTUNA_MODES = ("optuna-asha", "quasi-random", "random")
 """Modes that propose through :class:`StatusAwareOptunaSearch` (no invalid point, no repeat, a study as they run)."""
 TPE_OPTIONS: dict = {}
-"""optuna-asha's TPESampler settings beyond the seed and the start-up trials (Optuna 5's defaults otherwise),
-chosen on the problems of bench/search_gap.py; see bench/RESULTS.md."""
-STARTUP_FRACTION = 0.5
-"""optuna-asha: TPE samples at random for this share of the whole trials a sweep can pay for, then models
-(at least 2, at most Optuna's default 10). Chosen on bench/search_gap.py's four problems (RESULTS 4d):
-with Optuna's 10, a sweep of 12 trials or a budget of a few trials is random search throughout."""
+"""optuna-asha's TPESampler settings beyond the seed (Optuna 5's defaults: 10 random start-up trials,
+multivariate TPE, constant liar), chosen on the problems of bench/search_gap.py; see bench/RESULTS.md
+(4d measured start-up trials scaled to the budget and Optuna's GP sampler: neither is adopted)."""
 
 
-def startup_trials(whole_trials: float) -> int:
-    """TPE's random start-up trials for a sweep that can run ``whole_trials`` whole trials."""
-    return max(2, min(10, round(STARTUP_FRACTION * whole_trials)))
+def tpe_startup_trials() -> int:
+    """How many trials optuna-asha's TPE samples at random before it models (TPE_OPTIONS or Optuna's default)."""
+    default = inspect.signature(optuna.samplers.TPESampler).parameters["n_startup_trials"].default
+    return int(TPE_OPTIONS.get("n_startup_trials", default))
 
 
 class Proposals:
@@ -270,11 +269,8 @@ def optuna_storage_url(sweep_dir: Path) -> str:
 def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t: int,
                 grace_tokens: int | None, reduction_factor: float, max_concurrent: int | None = None,
                 proposals: Proposals | None = None, budget_tokens: int | None = None, warmup_tokens: int = 0,
-                warm_start: list[tuple[dict, float]] = (), tpe: dict | None = None,
-                whole_trials: float | None = None):
-    """(search_alg, scheduler) for ``mode``; ``tpe`` overrides TPE_OPTIONS (the benchmark's candidates).
-    ``whole_trials``: how many whole trials the sweep can pay for (its budget or its trial count), which
-    sets TPE's random start-up trials (:func:`startup_trials`; Optuna's default 10 without it)."""
+                warm_start: list[tuple[dict, float]] = (), tpe: dict | None = None):
+    """(search_alg, scheduler) for ``mode``; ``tpe`` overrides TPE_OPTIONS (the benchmark's candidates)."""
     if mode == "grid":
         # Tune applies max_concurrent_trials to Searchers only; the variant generator takes its own
         return BudgetedVariantGenerator(max_concurrent=max_concurrent or 0, budget_tokens=budget_tokens,
@@ -293,8 +289,7 @@ def make_search(mode: str, *, seed: int, study_name: str, sweep_dir: Path, max_t
     elif mode == "random":
         sampler, scheduler = optuna.samplers.RandomSampler(seed=seed), FIFOScheduler()
     elif mode == "optuna-asha":
-        startup = {"n_startup_trials": startup_trials(whole_trials)} if whole_trials else {}
-        options = {**startup, **TPE_OPTIONS, **(tpe or {})}
+        options = {**TPE_OPTIONS, **(tpe or {})}
         # "sampler": "gp" swaps in Optuna's Gaussian-process sampler (a candidate the benchmark measures)
         kind = {"tpe": optuna.samplers.TPESampler, "gp": optuna.samplers.GPSampler}[options.pop("sampler", "tpe")]
         with warnings.catch_warnings():  # "group is experimental" (a candidate the benchmark may try)

@@ -110,7 +110,7 @@ def collect_results(plan: SweepPlan, result_grid, *, wall_s: float, log=print) -
 
 
 def describe(plan: SweepPlan) -> list[str]:
-    from hpsearch.searchers import STARTUP_FRACTION, optuna_storage_url, startup_trials
+    from hpsearch.searchers import optuna_storage_url, tpe_startup_trials
 
     o = plan.opts
     lines = [f"sweep '{plan.name}': mode {o.mode}, space '{plan.space.name}' ({len(plan.axes)} axes"
@@ -123,11 +123,13 @@ def describe(plan: SweepPlan) -> list[str]:
         why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
-        whole = whole_trials(plan)
-        paid = f"{whole:,.0f}" if whole.is_integer() else f"{whole:,.1f}"
-        lines.append(f"TPE: the first {startup_trials(whole)} trials are sampled at random, then modelled "
-                     f"({STARTUP_FRACTION:.0%} of the {paid} whole trials the sweep "
-                     f"{'can pay for' if o.budget_tokens else 'runs'}, 2 to 10)")
+        whole, startup = whole_trials(plan), tpe_startup_trials()
+        line = f"TPE: the first {startup} trials are sampled at random, then modelled"
+        if whole <= startup:
+            paid = f"{whole:,.0f}" if whole.is_integer() else f"{whole:,.1f}"
+            line += (f"; this sweep {'can pay for' if o.budget_tokens else 'runs'} {paid} whole trials, so it is close "
+                     "to a random search with early stopping (at that size the modes tie: bench/RESULTS.md 4b)")
+        lines.append(line)
     if o.budget_tokens:
         lines.append(f"sweep budget: {o.budget_tokens:,} tokens in all, never exceeded: a trial starts only if its "
                      f"whole run ({plan.max_t:,} tokens) fits in what is left; what ASHA stops early is given back")

@@ -8,7 +8,7 @@ import logging
 import os
 
 from hpsearch.options import SweepOptions
-from hpsearch.plan import SweepPlan, planned_trials, whole_trials
+from hpsearch.plan import SweepPlan, planned_trials
 from trainables.budget import max_warmup_tokens
 from trainables.errors import SweepError
 from trainables.status import METRIC
@@ -84,7 +84,7 @@ def make_tuner(plan: SweepPlan):
                                     proposals=Proposals(plan.base.to_dict(), len(plan.tokens)),
                                     budget_tokens=o.budget_tokens,
                                     warmup_tokens=max_warmup_tokens(plan.base, plan.space, plan.max_t),
-                                    warm_start=plan.warm, whole_trials=whole_trials(plan))
+                                    warm_start=plan.warm)
     storage_path, experiment = plan.tune_dir.rsplit("/", 1)
     return tune.Tuner(
         trainable,

@@ -48,7 +48,7 @@ def test_each_outcome_is_told_to_optuna_with_its_own_state(search):
 from helpers import nano_config  # noqa: E402
 
 from hpsearch.searchers import (EXCLUDED, EXHAUSTED, OPTUNA_MODES, UNTRIED,  # noqa: E402
-                                BudgetedVariantGenerator, Proposals, default_grace, make_search, startup_trials)
+                                BudgetedVariantGenerator, Proposals, default_grace, make_search)
 from hpsearch.skips import excluded_lines  # noqa: E402
 from ray.tune.search import Searcher  # noqa: E402
 
@@ -176,20 +176,10 @@ def test_an_optuna_asha_sweep_with_two_at_once_stays_within_its_budget(tmp_path,
                     log=lines.append)
     used = int(out.trials["tokens_seen"].sum())
     assert 2048 <= used <= 3000, used  # two whole runs always fit; a third only with what ASHA gave back
-    # the budget buys 2.9 whole trials (fewer than the 4 samples): TPE models after 2 random ones, not 10
-    assert ("TPE: the first 2 trials are sampled at random, then modelled (50% of the 2.9 whole trials the sweep "
-            "can pay for, 2 to 10)") in lines
-
-
-def test_tpe_samples_at_random_for_half_the_trials_a_sweep_can_pay_for_then_models(tmp_path):
-    assert [startup_trials(n) for n in (1, 3.2, 4, 12, 13, 20, 1000)] == [2, 2, 2, 6, 6, 10, 10]
-    kw = dict(seed=0, sweep_dir=tmp_path, max_t=2048, grace_tokens=None, reduction_factor=3.0)
-    started = lambda search: search._sampler._n_startup_trials  # noqa: E731  (Optuna's TPESampler)
-    assert started(make_search("optuna-asha", study_name="a", whole_trials=12, **kw)[0]) == 6
-    assert started(make_search("optuna-asha", study_name="b", **kw)[0]) == 10  # no size given: Optuna's default
-    # a benchmark's candidate settings still win
-    assert started(make_search("optuna-asha", study_name="c", whole_trials=12, tpe={"n_startup_trials": 3},
-                               **kw)[0]) == 3
+    # the budget buys 2.9 whole trials, all inside TPE's random start-up: the header says what that means
+    assert ("TPE: the first 10 trials are sampled at random, then modelled; this sweep can pay for 2.9 whole "
+            "trials, so it is close to a random search with early stopping (at that size the modes tie: "
+            "bench/RESULTS.md 4b)") in lines
 
 
 def test_the_first_wave_of_trials_is_created_together_as_many_as_the_cluster_runs_at_once(ray_session, monkeypatch):
