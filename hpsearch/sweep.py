@@ -123,7 +123,8 @@ def describe(plan: SweepPlan) -> list[str]:
         why = "--grace-tokens" if o.grace_tokens else "half the trial, and not before the space's longest warmup ends"
         lines.append(f"ASHA: no trial is stopped before {grace:,} tokens ({why}), "
                      f"then the best 1/{o.reduction_factor:g} go on at each rung")
-        whole, startup = whole_trials(plan), tpe_startup_trials()
+        # a warm start's earlier trials are in the study, so they count as start-up trials too
+        whole, startup = whole_trials(plan), max(0, tpe_startup_trials() - len(plan.warm))
         line = f"TPE: the first {startup} trials are sampled at random, then modelled"
         if whole <= startup:
             paid = f"{whole:,.0f}" if whole.is_integer() else f"{whole:,.1f}"

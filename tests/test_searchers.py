@@ -182,6 +182,20 @@ def test_an_optuna_asha_sweep_with_two_at_once_stays_within_its_budget(tmp_path,
             "bench/RESULTS.md 4b)") in lines
 
 
+def test_the_header_counts_the_random_start_up_trials_a_warm_start_already_paid_for(tmp_path):
+    import dataclasses
+
+    from helpers import sweep_options
+    from hpsearch.plan import plan_sweep
+    from hpsearch.sweep import describe
+
+    plan = plan_sweep(sweep_options(tmp_path, mode="optuna-asha", name="h"), log=lambda _: None)  # 12 samples
+    tpe = lambda p: [line for line in describe(p) if line.startswith("TPE:")]  # noqa: E731
+    assert tpe(plan) == ["TPE: the first 10 trials are sampled at random, then modelled"]
+    warm = dataclasses.replace(plan, warm=[({"peak_lr": 1e-3}, 6.0)] * 3)  # an earlier sweep's 3 trials
+    assert tpe(warm) == ["TPE: the first 7 trials are sampled at random, then modelled"]
+
+
 def test_the_first_wave_of_trials_is_created_together_as_many_as_the_cluster_runs_at_once(ray_session, monkeypatch):
     from hpsearch.options import SweepOptions
     from hpsearch.ray_session import trial_slots
