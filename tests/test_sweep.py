@@ -179,7 +179,10 @@ def test_invalid_combinations_and_divergence_are_counted_not_crashed(tmp_path, c
 
 def test_diverged_trials_fail_in_optuna_instead_of_staying_running(tmp_path):
     space = space_file(tmp_path, {"peak_lr": {"choice": [1000.0, 2000.0]}}, fixed={"batch_size": 4})
-    run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="div", num_samples=2), log=print)
+    # both diverge at their last step, after a finite evaluation at half the run: ASHA's first rung goes to the
+    # end (grace = the whole 512-token trial), or it may stop the worse one there first (PRUNED, rightly)
+    run_sweep(quick(tmp_path, space=space, mode="optuna-asha", name="div", num_samples=2, grace_tokens=512),
+              log=print)
     study = optuna.load_study(study_name="div", storage=f"sqlite:///{tmp_path / 'div' / 'optuna.db'}")
     trained = [t for t in study.trials if "excluded" not in t.user_attrs]
     assert [t.state.name for t in trained] == ["FAIL", "FAIL"]
