@@ -76,7 +76,8 @@ def main() -> None:
                                           "with": fig(out.drift.get("completep")),
                                           **({"depth-mup": fig(out.drift.get("depth-mup"))}
                                              if "depth-mup" in out.drift else {}),
-                                          "seeds": len(seeds), "undetermined": out.undetermined}}
+                                          "seeds": len(seeds), "undetermined": out.undetermined},
+               "depth_lr_drift_octaves_interpolated": {arm: fig(v) for arm, v in out.interpolated.items()}}
     record(figures, {"optima": out.optima.to_dict("records"), "steps": args.steps, "tokens_per_trial": tokens,
                      "depths": args.depths, "lrs": args.lrs, "width": args.width, "batch": args.batch,
                      "corpus": {k: v for k, v in corpus.items() if k not in ("path", "tokenizer")},

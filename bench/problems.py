@@ -16,6 +16,13 @@ Three problems of different shape, so a search figure or a default is never a fi
           truth trained on 13 values half an octave apart, x weight_decay {0, 0.1} x warmup {2, 8}, 52
           points (issue 28). A replayed trial's sampled LR is snapped to the nearest grid LR in log
           space, at most a quarter of an octave away (``Problem.snap``).
+    changes  the Markdown files shipped inside the installed packages (changelogs, READMEs, model-card
+          templates; not the ``*.dist-info`` texts pkgs reads), deduplicated by content; the 4-layer x 256
+          small preset at ctx 128, batch 4, 32,768 tokens (64 steps): trials of about a minute on the
+          serial script, closer to the seed's GPT-124M configs than the others' ~10 s; the source
+          documents' axes peak_lr (their four values and 2e-3, 1e-2) x dropout {0, 0.1} x weight_decay
+          {0, 0.1} x warmup_steps {10, 30}, 48 points (issue 28: time to answer where Ray's fixed cost
+          is small beside a trial).
 
 Each problem's ground truth is ``bench/grid_<name>.csv`` (built by ``python bench/grid.py --problem
 NAME``) with ``bench/grid_<name>.json`` beside it: the corpus's sha256 and token count, so a replay
@@ -45,6 +52,7 @@ from common import BENCH
 CORPORA = Path("/tmp/bench_corpora")
 CODE_CHARS = 600_000  # the first stdlib modules (sorted by name) up to this many characters
 PKGS_CHARS = 600_000  # the first package texts (sorted by path) up to this many characters
+CHANGES_CHARS = 600_000  # the first package Markdown files (sorted by path) up to this many characters
 PKG_TEXTS = ("LICENSE", "LICENCE", "COPYING", "NOTICE", "AUTHORS", "README", "METADATA")  # file name starts
 
 
@@ -154,7 +162,21 @@ def pkgs_corpus() -> Path:
     return _write("pkgs", _concat(files, PKGS_CHARS, lambda f: f.relative_to(site)))
 
 
-CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus, "pkgs": pkgs_corpus}
+def changes_corpus() -> Path:
+    """The Markdown files inside the installed packages' own directories (not ``*.dist-info``), in path
+    order, deduplicated by content, up to CHANGES_CHARS characters."""
+    site = Path(sysconfig.get_paths()["purelib"])
+    seen, files = set(), []
+    for f in sorted(site.rglob("*.md")):
+        if f.is_file() and not any(part.endswith(".dist-info") for part in f.relative_to(site).parts):
+            digest = hashlib.sha256(f.read_bytes()).digest()
+            if digest not in seen:
+                seen.add(digest)
+                files.append(f)
+    return _write("changes", _concat(files, CHANGES_CHARS, lambda f: f.relative_to(site)))
+
+
+CORPUS_BUILDERS = {"code": code_corpus, "docs": docs_corpus, "pkgs": pkgs_corpus, "changes": changes_corpus}
 
 
 def corpus_sha256(problem: Problem) -> str | None:
@@ -192,6 +214,13 @@ PROBLEMS = {p.name: p for p in (
                    "octave apart, and a replayed trial's LR is snapped to the nearest of them in log space "
                    "(at most a quarter of an octave away)",
                    "the corpus depends on the installed packages: grid_pkgs.json records its sha256"]),
+    Problem("changes", "installed packages' Markdown (changelogs, READMEs), small (4 x 256) at ctx 128, batch 4, "
+                       "32,768 tokens; the source documents' axes, 48 points, trials of ~1 min serial",
+            model="small", model_overrides={"context_len": 128}, max_tokens=32768, eval_freq=16, eval_iter=4,
+            axes={"peak_lr": [1e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2], "dropout": [0.0, 0.1],
+                  "weight_decay": [0.0, 0.1], "warmup_steps": [10, 30]},
+            fixed={"batch_size": 4, "initial_lr": 5.0e-5, "min_lr": 1.0e-5}, corpus="changes",
+            notes=["the corpus depends on the installed packages: grid_changes.json records its sha256"]),
 )}
 
 

@@ -13,7 +13,9 @@ runs the same LR grid at several widths (``emb_dim`` at the preset's depth and h
 
 Drift is the largest |log2(best LR at a size / best LR at the smallest size)|: 0 means the proxy's
 LR is the large model's LR. A best LR on the edge of the LR grid leaves the drift undetermined: the
-summary names the LRs to add instead of reporting a number. Under μP the base width is the narrowest
+summary names the LRs to add instead of reporting a number. A grid's drift comes in whole grid steps,
+so beside it each size's optimum is also read off the parabola (in log LR) through its best LR and
+the two neighbours, and the summary gives that finer drift too. Under μP the base width is the narrowest
 width and under a depth rule the base depth the shallowest, unless ``--base-width`` /
 ``--base-depth`` say otherwise, so the smallest model of every arm is the same model.
 """
@@ -51,6 +53,8 @@ class TransferOutcome:
     """Arm -> largest |log2(best LR at a size / best LR at the smallest size)|, in octaves; NaN if undetermined."""
     undetermined: dict[str, str]
     """Arm -> why its drift is not known (an optimum on the LR grid's edge) and which LRs to add."""
+    interpolated: dict[str, float]
+    """Arm -> the same drift between the parabolas' optima (``interp_lr``); NaN where any is unknown."""
 
 
 def transfer_space(*, model: str, widths: list[int] | None = None, lrs: list[float],
@@ -138,12 +142,34 @@ def lr_optima(table: pd.DataFrame) -> pd.DataFrame:
                              "edge": "no finished trial"})
                 continue
             best = finite.loc[finite["loss"].idxmin()]
-            ref = best["peak_lr"] if ref is None else ref
+            interp = parabola_optimum(g["peak_lr"].to_numpy(float), g["loss"].to_numpy(float))
+            if ref is None:  # the arm's smallest size with a finished trial
+                ref, ref_interp = best["peak_lr"], interp
             edge = "lowest LR" if best["peak_lr"] == lrs[0] else "highest LR" if best["peak_lr"] == lrs[-1] else ""
             rows.append({**row, "best_lr": float(best["peak_lr"]), "loss": float(best["loss"]),
                          "loss_std": float(best["loss_std"]) if "loss_std" in best and pd.notna(best["loss_std"]) else math.nan,
-                         "drift_octaves": math.log2(best["peak_lr"] / ref), "edge": edge})
+                         "drift_octaves": math.log2(best["peak_lr"] / ref), "edge": edge, "interp_lr": interp,
+                         "interp_drift_octaves": math.log2(interp / ref_interp)})
     return pd.DataFrame(rows)
+
+
+def parabola_optimum(lrs: np.ndarray, losses: np.ndarray) -> float:
+    """The LR at the vertex of the parabola (in log2 LR) through the lowest loss and its two neighbours
+    on the grid; NaN where the lowest is on the grid's edge or a neighbour has no finite loss."""
+    order = np.argsort(lrs)
+    x, y = np.log2(lrs[order]), losses[order]
+    i = int(np.argmin(y))
+    if i in (0, len(y) - 1) or not np.isfinite(y[i - 1:i + 2]).all():
+        return math.nan
+    (x0, x1, x2), (y0, y1, y2) = x[i - 1:i + 2], y[i - 1:i + 2]
+    a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)  # > 0: argmin takes the first lowest, so y0 > y1 <= y2
+    return float(2.0 ** (((x0 + x1) - (y1 - y0) / (x1 - x0) / a) / 2))
+
+
+def interpolated_drift(optima: pd.DataFrame) -> dict[str, float]:
+    """Arm -> the largest |log2(parabola optimum at a size / at the smallest size)|; NaN where any is unknown."""
+    return {arm: float(g["interp_drift_octaves"].abs().max()) if g["interp_drift_octaves"].notna().all() else math.nan
+            for arm, g in optima.groupby("arm", sort=False)}
 
 
 def drift_octaves(optima: pd.DataFrame) -> tuple[dict[str, float], dict[str, str]]:
@@ -215,14 +241,17 @@ def write_transfer(sweep_dir: Path, trials: pd.DataFrame) -> TransferOutcome:
     optima = lr_optima(table)
     drift, undetermined = drift_octaves(optima)
     atomic_write_text(sweep_dir / "transfer.csv", table.to_csv(index=False))
+    interpolated = interpolated_drift(optima)
     record = {"lr_drift_octaves": {k: (None if math.isnan(v) else v) for k, v in drift.items()},
+              "lr_drift_octaves_interpolated": {k: (None if math.isnan(v) else v) for k, v in interpolated.items()},
               "undetermined": undetermined, "seeds": int(table["runs"].max()) if len(table) else 0,
               "optima": optima.replace({math.inf: None}).to_dict("records"),
               "note": "drift: the largest |log2(best LR / best LR at the smallest size)| over sizes; null where an "
-                      "optimum sits on the LR grid's edge (undetermined: add the LRs named)"}
+                      "optimum sits on the LR grid's edge (undetermined: add the LRs named); interpolated: the same "
+                      "between the vertices of the parabolas (in log LR) through each best LR and its two neighbours"}
     atomic_write_text(sweep_dir / "transfer.json", json.dumps(record, indent=2, default=float))
     plot_transfer(table, optima, sweep_dir / "transfer.png")
-    return TransferOutcome(sweep_dir, table, optima, drift, undetermined)
+    return TransferOutcome(sweep_dir, table, optima, drift, undetermined, interpolated)
 
 
 def summary_lines(result: TransferOutcome) -> list[str]:
@@ -234,7 +263,10 @@ def summary_lines(result: TransferOutcome) -> list[str]:
         if arm in result.undetermined:
             out.append(f"{arm}: drift undetermined ({result.undetermined[arm]})")
         else:
-            out.append(f"{arm}: best LR moved at most {octaves:.2f} octaves across {span}")
+            finer = result.interpolated.get(arm, math.nan)
+            out.append(f"{arm}: best LR moved at most {octaves:.2f} octaves across {span}"
+                       + ("" if math.isnan(finer) else f" ({finer:.2f} between the parabolas through each best LR "
+                                                      "and its neighbours)"))
     return out
 
 

@@ -4,12 +4,13 @@ and export of their results to a target model and budget."""
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from hpsearch.cli import main
-from hpsearch.transfer import drift_octaves, lr_optima
+from hpsearch.transfer import drift_octaves, interpolated_drift, lr_optima, parabola_optimum
 from trainables.config import load_config
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -59,6 +60,26 @@ def test_depth_drift_is_the_largest_over_depths():
     })
     drift, undetermined = drift_octaves(lr_optima(table))
     assert drift == {"completep": 1.0} and undetermined == {}
+
+
+def test_interpolated_optimum_is_the_parabolas_vertex_in_log_lr():
+    # depth 2: losses symmetric about 2e-3 -> vertex exactly 2e-3; depth 8: y = (x - x*)^2 + 4 in
+    # x = log2(lr) with x* = log2(2e-3) + 0.25, sampled at 1e-3, 2e-3, 4e-3 (and 8e-3 far up)
+    xs = [math.log2(v) for v in (1e-3, 2e-3, 4e-3, 8e-3)]
+    star = math.log2(2e-3) + 0.25
+    table = pd.DataFrame({
+        "arm": ["completep"] * 8, "n_layers": [2] * 4 + [8] * 4, "peak_lr": [1e-3, 2e-3, 4e-3, 8e-3] * 2,
+        "loss": [4.5, 4.0, 4.5, 5.0] + [(x - star) ** 2 + 4 for x in xs],
+    })
+    optima = lr_optima(table).set_index("n_layers")
+    assert optima.loc[2, "interp_lr"] == pytest.approx(2e-3) and optima.loc[8, "best_lr"] == 2e-3
+    assert optima.loc[8, "interp_drift_octaves"] == pytest.approx(0.25)
+    assert interpolated_drift(lr_optima(table)) == {"completep": pytest.approx(0.25)}
+    # the grid's best on its edge, or a diverged neighbour: no vertex, so no interpolated drift
+    assert math.isnan(parabola_optimum(np.array([1e-3, 2e-3, 4e-3]), np.array([4.0, 4.5, 5.0])))
+    assert math.isnan(parabola_optimum(np.array([1e-3, 2e-3, 4e-3]), np.array([4.5, 4.0, math.inf])))
+    # a tie between the best and its upper neighbour: the vertex is halfway between them
+    assert parabola_optimum(np.array([1e-3, 2e-3, 4e-3]), np.array([4.5, 4.0, 4.0])) == pytest.approx(2e-3 * 2 ** 0.5)
 
 
 def test_width_study_is_one_grid_sweep_with_a_table_and_a_plot(transfer_sweep):
