@@ -2,6 +2,8 @@
 
     python bench/depth_transfer.py                   # CPU study: depths 2,4,8, 5 LRs, 2 seeds (~20 min on 2 cores)
     python bench/depth_transfer.py --quick           # the same code path in a minute (figures go to runs only)
+    python bench/depth_transfer.py --reanalyse depth-transfer depth-transfer-base4   # finished studies' trials
+                                                     # again: parabola optima and their bootstrap noise over seeds
     python bench/depth_transfer.py --depths 4,8,16,32 --width 512 --steps 2000 --batch 32 --gpus-per-trial 1 \\
         --tag -gpu                                   # the GPU-sized study, when an accelerator is lent
 
@@ -38,7 +40,12 @@ def main() -> None:
     ap.add_argument("--gpus-per-trial", type=float, default=0.0)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--reanalyse", nargs="+", metavar="STUDY",
+                    help="study names under the benchmark's runs directory: read their trials, train nothing")
+    ap.add_argument("--bootstrap", type=int, default=300, help="--reanalyse: seed resamples for the noise")
     args = ap.parse_args()
+    if args.reanalyse:
+        return reanalyse(args.reanalyse, args.bootstrap)
     if args.quick:
         args.depths, args.lrs, args.steps, args.seeds = "1,2", "4e-3,1.6e-2,6.4e-2", 20, "0"
 
@@ -83,6 +90,38 @@ def main() -> None:
                      "corpus": {k: v for k, v in corpus.items() if k not in ("path", "tokenizer")},
                      "wall_s": round(wall, 1), "loadavg_start": load0, "table": out.table.to_dict("records")},
            quick=args.quick, tag=args.tag)
+
+
+def reanalyse(names: list[str], n_boot: int) -> None:
+    """Each finished study's parabola optima (signed drift per depth) and, as its noise, the std of the
+    largest |drift| over ``n_boot`` resamples of its seeds with replacement (the same seeds' trials)."""
+    import numpy as np
+    import pandas as pd
+
+    from hpsearch.transfer import interpolated_drift, lr_optima, transfer_table
+
+    rng, out = np.random.default_rng(0), {}
+    for name in names:
+        trials = pd.read_parquet(RUNS_DIR / name / "trials.parquet")
+        seeds = sorted(int(s) for s in trials["seed"].unique())
+
+        def optima(sample):
+            return lr_optima(transfer_table(pd.concat([trials[trials["seed"] == s] for s in sample])))
+
+        full = optima(seeds)
+        boots = [interpolated_drift(optima(list(rng.choice(seeds, len(seeds))))) for _ in range(n_boot)]
+        out[name] = {}
+        for arm, g in full.groupby("arm"):
+            drifts = [b[arm] for b in boots if math.isfinite(b[arm])]
+            out[name][arm] = {"signed_drift_by_depth": {int(r["n_layers"]): round(r["interp_drift_octaves"], 3)
+                                                        for _, r in g.iterrows()},
+                              "interp_lr_by_depth": {int(r["n_layers"]): r["interp_lr"] for _, r in g.iterrows()},
+                              "drift": round(float(g["interp_drift_octaves"].abs().max()), 3),
+                              "bootstrap_std": round(float(np.std(drifts)), 3), "bootstrap_finite": len(drifts),
+                              "seeds": len(seeds)}
+            print(f"{name} {arm}: drift {out[name][arm]['drift']:.3f} +- {out[name][arm]['bootstrap_std']:.3f} "
+                  f"(signed by depth {out[name][arm]['signed_drift_by_depth']})")
+    record({}, {"studies": out, "bootstrap": n_boot}, tag=" --reanalyse")
 
 
 if __name__ == "__main__":
