@@ -11,6 +11,7 @@ it stopped. The .json beside it records the corpus's sha256 and token count.
     python bench/grid.py --problem code   # 48 points (32 valid), ~8 min
     python bench/grid.py --problem docs   # 45 points, ~12 min
     python bench/grid.py --problem pkgs   # 52 points (13 LRs half an octave apart), ~15 min
+    python bench/grid.py --problem changes   # 48 points of the small preset, ~51 min
     python bench/grid.py --quick [--problem NAME]   # 2 configurations into /tmp, to check the script runs
 
 A problem's continuous axes (pkgs: peak_lr, searched as a range by search_gap.py) are trained here on
