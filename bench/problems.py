@@ -23,6 +23,10 @@ Three problems of different shape, so a search figure or a default is never a fi
           documents' axes peak_lr (their four values and 2e-3, 1e-2) x dropout {0, 0.1} x weight_decay
           {0, 0.1} x warmup_steps {10, 30}, 48 points (issue 28: time to answer where Ray's fixed cost
           is small beside a trial).
+    pkgs2x   pkgs' corpus, model and trial, its grid widened to five of the source documents' axes:
+          peak_lr 0.001-0.064 an octave apart x weight_decay {0, 0.1} x warmup {2, 8} x dropout {0, 0.1}
+          x max_norm {0.5, 2}, 112 points (issue 28: the same search effort against a grid twice
+          pkgs' size, as the seed's 38,880-point grid is far larger than any grid here)
 
 Each problem's ground truth is ``bench/grid_<name>.csv`` (built by ``python bench/grid.py --problem
 NAME``) with ``bench/grid_<name>.json`` beside it: the corpus's sha256 and token count, so a replay
@@ -214,6 +218,14 @@ PROBLEMS = {p.name: p for p in (
                    "octave apart, and a replayed trial's LR is snapped to the nearest of them in log space "
                    "(at most a quarter of an octave away)",
                    "the corpus depends on the installed packages: grid_pkgs.json records its sha256"]),
+    Problem("pkgs2x", "installed packages' licence and README texts, nano 64 wide at ctx 48, batch 4, 12,288 "
+                      "tokens; peak_lr (7 octaves) x weight_decay x warmup x dropout x max_norm, 112 points",
+            model="nano", model_overrides={"context_len": 48, "emb_dim": 64}, max_tokens=12288, eval_freq=8,
+            eval_iter=4,
+            axes={"peak_lr": LRS[:7], "weight_decay": [0.0, 0.1], "warmup_steps": [2, 8], "dropout": [0.0, 0.1],
+                  "max_norm": [0.5, 2.0]},
+            fixed={"batch_size": 4, "initial_lr": 1.0e-5, "min_lr": 1.0e-5}, corpus="pkgs",
+            notes=["the corpus depends on the installed packages: grid_pkgs2x.json records its sha256"]),
     Problem("changes", "installed packages' Markdown (changelogs, READMEs), small (4 x 256) at ctx 128, batch 4, "
                        "32,768 tokens; the source documents' axes, 48 points, trials of ~1 min serial",
             model="small", model_overrides={"context_len": 128}, max_tokens=32768, eval_freq=16, eval_iter=4,
