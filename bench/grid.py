@@ -12,6 +12,7 @@ it stopped. The .json beside it records the corpus's sha256 and token count.
     python bench/grid.py --problem docs   # 45 points, ~12 min
     python bench/grid.py --problem pkgs   # 52 points (13 LRs half an octave apart), ~15 min
     python bench/grid.py --problem changes   # 48 points of the small preset, ~51 min
+    python bench/grid.py --problem pkgs2x    # 112 points of pkgs' trial, ~23 min
     python bench/grid.py --quick [--problem NAME]   # 2 configurations into /tmp, to check the script runs
 
 A problem's continuous axes (pkgs: peak_lr, searched as a range by search_gap.py) are trained here on
