@@ -168,9 +168,16 @@ def verify_space(*, budget: int, lr: float, batch_size: int, seeds: list[int], s
 def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float] | None,
               batch_sizes: list[int] | None, seeds: list[int] | None,
               warmup_fraction: float = DEFAULT_WARMUP_FRACTION, verify: bool = True, n_boot: int = 1000,
-              schedule: str = "cosine", log=print) -> ScaleOutcome:
-    """Run (or resume) the ladder, fit, verify on the held-out budget, and write scaling.json/.csv/.png."""
+              schedule: str = "cosine", optimum: str = scaling.DEFAULT_METHOD, log=print) -> ScaleOutcome:
+    """Run (or resume) the ladder, fit, verify on the held-out budget, and write scaling.json/.csv/.png.
+    ``optimum`` is how each budget's optimum is read (hpsearch.scaling.optimum); a finished ladder can be
+    refitted with another by --resume."""
     from hpsearch.sweep import run_sweep, stop_if_interrupted
+
+    try:
+        scaling.check_method(optimum)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
 
     space = None
     if not opts.resume:
@@ -197,10 +204,10 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     try:
         noise = scaling.seed_noise(table)
         tol = scaling.tolerance_from_noise(noise)
-        fit = scaling.fit_power_laws(table, tol=tol, model=base.model, n_boot=n_boot)
+        fit = scaling.fit_power_laws(table, tol=tol, model=base.model, n_boot=n_boot, method=optimum)
     except ValueError as exc:
         raise SweepError(f"{ladder.sweep_dir}: cannot fit the ladder ({exc})") from None
-    record = {"seed_noise_rel_std": noise, "tolerance": tol, "fit": fit_record(fit), "n_boot": n_boot,
+    record = {"seed_noise_rel_std": noise, "tolerance": tol, "optimum": optimum, "fit": fit_record(fit), "n_boot": n_boot,
               "flops_per_token": fit.flops_per_token, "model": base.to_dict()["model"],
               "warmup_fraction": warmup_fraction, "budgets": sorted(table["budget_tokens"].unique().tolist()),
               "schedule": base.train.schedule, "ladder_tokens": ladder_tokens(ladder.trials, base, ladder.curves)}
@@ -209,7 +216,7 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
                       decay_shape=base.train.decay_shape)
 
     if verify and table["budget_tokens"].nunique() >= 3:
-        record["holdout"] = _verify(opts, ladder.name, table, base, tol, seeds, schedule_fixed, n_boot, log)
+        record["holdout"] = _verify(opts, ladder.name, table, base, tol, seeds, schedule_fixed, n_boot, optimum, log)
     elif verify:
         record["holdout"] = None
         log("verification skipped: it holds out the largest budget, so it needs 3 or more budgets")
@@ -229,25 +236,30 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     return ScaleOutcome(ladder.sweep_dir, table, fit, record)
 
 
-def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, log) -> dict:
+def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, method, log) -> dict:
     """Fit without the largest budget, train its predicted optimum there for real, compare with the grid."""
     from hpsearch.sweep import run_sweep, stop_if_interrupted
 
     largest = int(table["budget_tokens"].max())
-    held = scaling.holdout(table, tol=tol, model=base.model, n_boot=n_boot)
+    held = scaling.holdout(table, tol=tol, model=base.model, n_boot=n_boot, method=method)
     lr = float(held["predicted_lr"])
     batch = max(1, round(held["predicted_batch_tokens"] / base.model.context_len))
-    verify_name = f"{name}-verify"
-    vopts = replace(opts, name=verify_name, mode="grid", num_samples=1)
+    verify_name = f"{name}-verify" + ("" if method == scaling.DEFAULT_METHOD else f"-{method}")
     verify_dir = Path(opts.results_dir) / verify_name
-    vopts = replace(vopts, resume=(verify_dir / "sweep.json").is_file())
+    # the ladder's own recorded config (model, data, recipe), not this command's flags: a --resume that
+    # refits a finished ladder gives none of them; its branches are the ladder's, not the verification's
+    config = Path(opts.results_dir) / name / "ladder-config.yaml"
+    atomic_write_text(config, replace(base, train=replace(base.train, cooldowns=None)).to_yaml())
+    vopts = replace(opts, name=verify_name, mode="grid", num_samples=1, config=str(config), data=None,
+                    tokenizer=None, resume=(verify_dir / "sweep.json").is_file())
     log(f"verifying: lr {lr:.3g}, batch {batch} at the held-out budget {largest:,} over seeds {seeds}")
     out = run_sweep(vopts, space=verify_space(budget=largest, lr=lr, batch_size=batch, seeds=seeds,
                                               schedule=schedule), log=log, command="scale")
     stop_if_interrupted(out, "scale", name)
     losses = pd.to_numeric(out.trials.loc[out.trials["status"].isin(RANKED), "final_val_loss"], errors="coerce")
     predicted_loss = float(losses.mean()) if len(losses) and losses.notna().all() else math.inf
-    held = scaling.holdout(table, tol=tol, model=base.model, predicted_loss=predicted_loss, n_boot=n_boot)
+    held = scaling.holdout(table, tol=tol, model=base.model, predicted_loss=predicted_loss, n_boot=n_boot,
+                           method=method)
     held.pop("fit", None)
     # the grid's best is compared seed-averaged, like the predicted config's loss
     at = table[table["budget_tokens"] == largest]

@@ -212,6 +212,45 @@ def test_nearest_loss_takes_the_nearest_grid_point_in_log_space():
         nearest_loss(hand_table(), 1e-3, 512)
 
 
+def bowl(x0: float, y0: float, batch_sizes=(2, 4, 8, 16)) -> pd.DataFrame:
+    """One budget whose loss is exactly 3 + (log2 lr - x0)^2 + 0.5 (log2 batch tokens - y0)^2."""
+    rows = [{"budget_tokens": 100, "peak_lr": 2.0 ** x, "batch_size": bs, "context_len": 64,
+             "loss": 3 + (x - x0) ** 2 + 0.5 * (math.log2(bs * 64) - y0) ** 2}
+            for x in (-10, -9, -8, -7, -6) for bs in batch_sizes]
+    return pd.DataFrame(rows)
+
+
+def test_vertex_optimum_is_the_fitted_quadratics_minimum_between_grid_points():
+    # the minimum at lr 2^-8.3 and 2^9.6 tokens (batch 12), neither on the grid
+    opt = budget_optima(bowl(-8.3, 9.6), tol=0.01, model=TINY, method="vertex").iloc[0]
+    assert math.log2(opt["lr_opt"]) == pytest.approx(-8.3, abs=1e-9)
+    assert math.log2(opt["batch_tokens_opt"]) == pytest.approx(9.6, abs=1e-9)
+    # the near-optimal set sees only grid points: here one, lr 2^-8 with batch 16 (2^10 tokens)
+    near = budget_optima(bowl(-8.3, 9.6), tol=0.01, model=TINY).iloc[0]
+    assert math.log2(near["lr_opt"]) == pytest.approx(-8.0) and math.log2(near["batch_tokens_opt"]) == pytest.approx(10)
+
+
+def test_vertex_with_two_batch_sizes_picks_one_of_them_and_stays_inside_the_grid():
+    # two batch sizes: a quadratic in batch is not identified, so the better of the two is taken
+    opt = budget_optima(bowl(-8.3, 7.4, batch_sizes=(2, 4)), tol=0.01, model=TINY, method="vertex").iloc[0]
+    assert opt["batch_tokens_opt"] == pytest.approx(128) and math.log2(opt["lr_opt"]) == pytest.approx(-8.3, abs=1e-9)
+    # a minimum beyond the grid's largest LR is read on its edge (and the fit's notes say it is not bracketed)
+    edge = budget_optima(bowl(-4.0, 9.0), tol=0.01, model=TINY, method="vertex").iloc[0]
+    assert edge["lr_opt"] == pytest.approx(2.0 ** -6)
+    with pytest.raises(ScalingError, match="near-optimal, vertex"):
+        budget_optima(bowl(-8, 9), tol=0.01, model=TINY, method="parabola")
+
+
+def test_vertex_fit_recovers_the_planted_exponents_with_tighter_intervals(big_fit):
+    table, near = big_fit
+    fit = fit_power_laws(table, tol=TOL, model=TINY, n_boot=400, seed=0, method="vertex")
+    assert fit.method == "vertex" and "optima by vertex" in fit.summary()
+    assert fit.lr.exponent == pytest.approx(LR_EXP, abs=0.01) and fit.batch.exponent == pytest.approx(BT_EXP, abs=0.02)
+    assert fit.lr.exponent_ci[0] <= LR_EXP + 0.005 and LR_EXP - 0.005 <= fit.lr.exponent_ci[1]
+    width = lambda law: law.exponent_ci[1] - law.exponent_ci[0]  # noqa: E731
+    assert width(fit.lr) < width(near.lr) and width(fit.batch) < width(near.batch)
+
+
 # -- the fit ----------------------------------------------------------------------------------
 
 def test_fit_recovers_the_planted_exponents(big_fit):

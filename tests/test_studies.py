@@ -185,6 +185,39 @@ def test_a_wsd_ladder_trains_one_run_per_point_and_fits_from_its_branches(ladder
         ("wsd", 0.2, "1-sqrt", None)
 
 
+def test_a_finished_ladder_is_refitted_by_the_quadratics_vertex_on_resume(ladder, tmp_path, capsys):
+    """--resume --optimum vertex trains nothing new in the ladder: it refits scaling.csv, verifies the new
+    prediction in its own sweep (lad-verify-vertex, the first verification kept) and exports from the new fit."""
+    before = pd.read_parquet(ladder / "lad" / "trials.parquet")
+    first = json.loads((ladder / "lad" / "scaling.json").read_text())
+    assert first["optimum"] == "near-optimal"
+    # none of the ladder's flags (--model nano, --eval-freq ...): the verification trains the ladder's own config
+    assert main(["scale", "--name", "lad", "--resume", "--optimum", "vertex", "--results-dir", str(ladder),
+                 "--no-dashboard"]) == 0
+    assert pd.read_parquet(ladder / "lad" / "trials.parquet")["trial_id"].tolist() == before["trial_id"].tolist()
+    record = json.loads((ladder / "lad" / "scaling.json").read_text())
+    held = record["holdout"]
+    assert record["optimum"] == "vertex" and held["verify_sweep"] == "lad-verify-vertex"
+    verify = pd.read_parquet(ladder / "lad-verify-vertex" / "trials.parquet")
+    assert len(verify) == 2 and held["predicted_loss"] == pytest.approx(verify["final_val_loss"].mean())
+    assert verify["peak_lr"].iloc[0] == pytest.approx(held["predicted_lr"], rel=1e-6)
+    assert (ladder / "lad-verify" / "trials.parquet").is_file()
+    ladder_base = json.loads((ladder / "lad" / "sweep.json").read_text())["base_config"]
+    verify_base = json.loads((ladder / "lad-verify-vertex" / "sweep.json").read_text())["base_config"]
+    assert verify_base["model"] == ladder_base["model"] and verify_base["eval"] == ladder_base["eval"]
+    assert verify_base["data"] == ladder_base["data"] and not verify_base["train"]["cooldowns"]
+    # the vertex lies inside the grid the ladder tried, in LR and in batch tokens
+    for o in record["fit"]["optima"]:
+        assert 2e-3 <= o["lr_opt"] <= 3.2e-2 and 2 * 32 <= o["batch_tokens_opt"] <= 4 * 32
+    out = tmp_path / "target.yaml"
+    assert main(["export", "lad", "--results-dir", str(ladder), "--target-tokens", "1M", "--out", str(out)]) == 0
+    side = yaml.safe_load(out.with_name("target.provenance.yaml").read_text())["budget_transfer"]
+    assert load_config(out).train.peak_lr == pytest.approx(side["peak_lr"])
+    capsys.readouterr()
+    assert main(["scale", "--name", "lad", "--resume", "--optimum", "mean", "--results-dir", str(ladder)]) == 2
+    assert "--optimum" in capsys.readouterr().err
+
+
 def test_target_tokens_needs_a_ladder(transfer_sweep, tmp_path, capsys):
     assert main(["export", "w", "--results-dir", str(transfer_sweep), "--target-tokens", "10B",
                  "--out", str(tmp_path / "x.yaml")]) == 2

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.scaling.laws import ScalingError, _positive, compute, flops_per_token
+from hpsearch.scaling.optimum import DEFAULT_METHOD, boot_optima, check_method
 from hpsearch.scaling.table import _check_tol, _nearest, budget_optima, clean_table
 from trainables.errors import first_line
 from trainables.model_config import GPTConfig
@@ -55,6 +56,8 @@ class ScalingFit:
     """M of the proxy model the ladder ran; target_run compares the target's M with it."""
     n_boot: int
     notes: tuple[str, ...]
+    method: str = DEFAULT_METHOD
+    """How each budget's optimum was read (hpsearch.scaling.optimum.METHODS)."""
 
     @property
     def largest_compute(self) -> float:
@@ -74,20 +77,21 @@ class ScalingFit:
                  f"B_opt   = {self.batch.coef:.4g} * C^{self.batch.exponent:.4f} tokens "
                  f"(exponent 95% CI [{self.batch.exponent_ci[0]:.4f}, {self.batch.exponent_ci[1]:.4f}])",
                  f"{len(self.optima)} budgets, C {self.optima['compute'].min():.3g}-{self.largest_compute:.3g} "
-                 f"FLOPs, tolerance {self.tol:.3%}, {self.n_boot} bootstrap refits"]
+                 f"FLOPs, tolerance {self.tol:.3%}, optima by {self.method}, {self.n_boot} bootstrap refits"]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
 def fit_power_laws(table: pd.DataFrame, *, tol: float, model: GPTConfig, n_boot: int = 1000,
-                   seed: int = 0) -> ScalingFit:
+                   seed: int = 0, method: str = DEFAULT_METHOD) -> ScalingFit:
     """Fit log eta_opt and log B_opt against log C across budgets, with bootstrap CIs.
 
     The bootstrap resamples trials with replacement within each budget, recomputes each budget's
-    near-optimal set and optimum, and refits both lines; coefficient, exponent and prediction CIs
+    optimum (by ``method``, see :mod:`.optimum`), and refits both lines; coefficient, exponent and prediction CIs
     are the 2.5 and 97.5 percentiles of the refits. ``model`` is the proxy the ladder trained (its
     M turns budgets into compute).
     """
     _check_tol(tol)
+    check_method(method)
     if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < 1:
         raise ScalingError(f"n_boot must be an integer >= 1, got {first_line(repr(n_boot))}")
     t = clean_table(table)
@@ -95,24 +99,24 @@ def fit_power_laws(table: pd.DataFrame, *, tol: float, model: GPTConfig, n_boot:
     if len(budgets) < 2:
         raise ScalingError(f"fitting a power law needs finished trials at 2 or more budgets (3 or more "
                            f"recommended), got {len(budgets)} (budget_tokens={budgets[0]:g}); run more budgets")
-    optima = budget_optima(t, tol=tol, model=model)
+    optima = budget_optima(t, tol=tol, model=model, method=method)
     x = np.log(optima["compute"].to_numpy())
     rng = np.random.default_rng(seed)
     boot_lr, boot_bt = np.empty((n_boot, len(budgets))), np.empty((n_boot, len(budgets)))
     for j, budget in enumerate(budgets):
         g = t[t["budget_tokens"] == budget]
-        boot_lr[:, j], boot_bt[:, j] = _boot_optima(np.log(g["peak_lr"].to_numpy()),
-                                                    np.log(g["batch_tokens"].to_numpy()),
-                                                    g["loss"].to_numpy(), tol, rng, n_boot)
+        boot_lr[:, j], boot_bt[:, j] = boot_optima(np.log(g["peak_lr"].to_numpy()),
+                                                   np.log(g["batch_tokens"].to_numpy()),
+                                                   g["loss"].to_numpy(), tol, rng, n_boot, method)
     lr = _power_law(x, np.log(optima["lr_opt"].to_numpy()), boot_lr)
     batch = _power_law(x, np.log(optima["batch_tokens_opt"].to_numpy()), boot_bt)
     return ScalingFit(lr=lr, batch=batch, optima=optima, tol=float(tol),
                       flops_per_token=flops_per_token(model), n_boot=n_boot,
-                      notes=tuple(_fit_notes(t, optima, model)))
+                      notes=tuple(_fit_notes(t, optima, model)), method=method)
 
 
 def holdout(table: pd.DataFrame, *, tol: float, model: GPTConfig, predicted_loss: float | None = None,
-            n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+            n_boot: int = 1000, seed: int = 0, method: str = DEFAULT_METHOD) -> dict[str, Any]:
     """Fit on every budget but the largest, predict eta and B there, compare with its measured optimum.
 
     Ratios are predicted / measured and octaves their log2. ``loss_gap`` = (loss - best) / best,
@@ -125,9 +129,10 @@ def holdout(table: pd.DataFrame, *, tol: float, model: GPTConfig, predicted_loss
         raise ScalingError(f"holdout needs 3 or more budgets (2 or more to fit, the largest to check), "
                            f"got {len(budgets)}; run more budgets")
     largest = budgets[-1]
-    fit = fit_power_laws(t[t["budget_tokens"] < largest], tol=tol, model=model, n_boot=n_boot, seed=seed)
+    fit = fit_power_laws(t[t["budget_tokens"] < largest], tol=tol, model=model, n_boot=n_boot, seed=seed,
+                         method=method)
     test = t[t["budget_tokens"] == largest]
-    measured = budget_optima(test, tol=tol, model=model).iloc[0]
+    measured = budget_optima(test, tol=tol, model=model, method=method).iloc[0]
     pred = fit.predict(compute(model, largest))
     near_lr, near_bt, near_loss = _nearest(test, pred["lr"], pred["batch_tokens"])
     best = float(measured["best_loss"])
@@ -152,16 +157,6 @@ def holdout(table: pd.DataFrame, *, tol: float, model: GPTConfig, predicted_loss
         "loss_gap_source": "predicted run" if predicted_loss is not None else "nearest grid point",
         "loss_gap_within_tol": bool(gap <= tol),
     }
-
-
-def _boot_optima(log_lr: np.ndarray, log_bt: np.ndarray, loss: np.ndarray, tol: float,
-                 rng: np.random.Generator, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
-    """_optimum on n_boot resamples (with replacement) of one budget's trials, vectorized."""
-    idx = rng.integers(0, len(loss), size=(n_boot, len(loss)))  # (n_boot, n)
-    resampled = loss[idx]
-    keep = resampled <= resampled.min(axis=1, keepdims=True) * (1.0 + tol)
-    count = keep.sum(axis=1)
-    return (log_lr[idx] * keep).sum(axis=1) / count, (log_bt[idx] * keep).sum(axis=1) / count
 
 
 def _line(x: np.ndarray, y: np.ndarray) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ def plot_scaling(table: pd.DataFrame, fit: ScalingFit, path: str | Path, *, mode
     from matplotlib.figure import Figure
 
     t = clean_table(table)
-    optima = budget_optima(t, tol=tol, model=model)
+    optima = budget_optima(t, tol=tol, model=model, method=fit.method)
     near = near_optimal(t, tol=tol)
     fig = Figure(figsize=(16.0, 4.8), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
@@ -41,7 +41,8 @@ def plot_scaling(table: pd.DataFrame, fit: ScalingFit, path: str | Path, *, mode
         ax_loss.axvline(float(optima.loc[optima["budget_tokens"] == budget, "lr_opt"].iloc[0]),
                         color=color, ls=":", lw=1)
     ax_loss.plot([], [], "o", color="grey", mec="k", ms=5, label=f"within {tol:.2%} of the budget's best")
-    ax_loss.plot([], [], ":", color="grey", label="η_opt (geometric mean of the ringed)")
+    ax_loss.plot([], [], ":", color="grey", label="η_opt (geometric mean of the ringed)" if fit.method == "near-optimal"
+                 else "η_opt (minimum of the fitted quadratic)")
     ax_loss.set(xscale="log", xlabel="peak learning rate", ylabel="validation loss (nats/token)",
                 title="Loss vs peak LR per budget (line: best batch size at each LR)")
     ax_loss.legend(fontsize=7)
@@ -59,7 +60,7 @@ def plot_scaling(table: pd.DataFrame, fit: ScalingFit, path: str | Path, *, mode
         ax.plot(grid, law(grid), "-", color="C0",
                 label=f"fit: {sym} = {law.coef:.3g}·C^{law.exponent:.3f} "
                       f"[{law.exponent_ci[0]:.3f}, {law.exponent_ci[1]:.3f}]")
-        ax.plot(optima["compute"], optima[col], "o", color="k", label="measured (near-optimal geo. mean)")
+        ax.plot(optima["compute"], optima[col], "o", color="k", label=f"measured ({fit.method})")
         ax.plot(grid, ref_ds, "--", color="C1", label="DeepSeek LLM law")
         ax.plot(grid, ref_step, "--", color="C2", label=f"Step Law (N = {n_params:,}, D = C/M)")
         ax.set(xscale="log", yscale="log", xlabel="compute C = M·D (FLOPs)", ylabel=ylabel,

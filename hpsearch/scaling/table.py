@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.scaling.laws import ScalingError, _finite, _positive, compute
+from hpsearch.scaling.optimum import DEFAULT_METHOD, check_method, optimum
 from trainables.errors import brief, first_line
 from trainables.model_config import GPTConfig
 
@@ -98,14 +99,17 @@ def near_optimal(table: pd.DataFrame, *, tol: float) -> pd.DataFrame:
     return t[t["loss"] <= best * (1.0 + tol)].reset_index(drop=True)
 
 
-def budget_optima(table: pd.DataFrame, *, tol: float, model: GPTConfig) -> pd.DataFrame:
-    """One row per budget: compute, lr_opt and batch_tokens_opt (geometric means over the
-    near-optimal set), the best trial's loss, lr and batch tokens, n_trials and n_near."""
+def budget_optima(table: pd.DataFrame, *, tol: float, model: GPTConfig,
+                  method: str = DEFAULT_METHOD) -> pd.DataFrame:
+    """One row per budget: compute, lr_opt and batch_tokens_opt (by ``method``, see
+    :mod:`.optimum`: the near-optimal set's geometric means, or the fitted quadratic's minimum), the best
+    trial's loss, lr and batch tokens, n_trials and n_near (the near-optimal set's size)."""
     _check_tol(tol)
+    check_method(method)
     rows = []
     for budget, g in clean_table(table).groupby("budget_tokens", sort=True):
-        lr, bt, keep = _optimum(np.log(g["peak_lr"].to_numpy()), np.log(g["batch_tokens"].to_numpy()),
-                                g["loss"].to_numpy(), tol)
+        lr, bt, keep = optimum(np.log(g["peak_lr"].to_numpy()), np.log(g["batch_tokens"].to_numpy()),
+                               g["loss"].to_numpy(), tol, method)
         best = g.loc[g["loss"].idxmin()]
         rows.append({"budget_tokens": float(budget), "compute": compute(model, budget),
                      "lr_opt": math.exp(lr), "batch_tokens_opt": math.exp(bt),
@@ -148,13 +152,6 @@ def _loss_groups(data: pd.DataFrame | Mapping[Any, Sequence[float]]) -> list[Seq
         d = d.drop_duplicates([*keys, "seed"])
     loss = pd.to_numeric(d["loss"], errors="coerce")
     return [g.to_numpy(dtype=float) for _, g in loss.groupby([d[k] for k in keys], dropna=False)]
-
-
-def _optimum(log_lr: np.ndarray, log_bt: np.ndarray, loss: np.ndarray,
-             tol: float) -> tuple[float, float, np.ndarray]:
-    """(mean log lr, mean log batch tokens, mask) over the near-optimal set of one budget."""
-    keep = loss <= loss.min() * (1.0 + tol)
-    return float(log_lr[keep].mean()), float(log_bt[keep].mean()), keep
 
 
 def _nearest(rows: pd.DataFrame, lr: float, batch_tokens: float) -> tuple[float, float, float]:
