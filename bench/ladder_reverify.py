@@ -9,7 +9,7 @@ held-out budget, both over the ladder's seeds (often 2). The grid's best is a mi
 configurations' two-seed means, so it sits below that configuration's expected loss by about the seed
 noise, and the gap inherits it. This trains, at the held-out budget of a finished `hpsearch scale`
 sweep (bench/wsd_ladder.py's, under /tmp/bench_runs), both the predicted config and the grid's best
-config over new seeds, with the ladder's own config file and schedule (the verification's settings),
+config over new seeds, with the ladder's recorded config (model, corpus) and schedule (the verification's settings),
 and reports the gap over all seeds (the ladder's and the new ones) with its standard error from the
 per-seed differences, next to the ladder's own figure. ``--scaling`` checks another fit of the same ladder
 (a copy of scaling.json from `hpsearch scale --name NAME --resume --optimum vertex`); seeds any earlier
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--name", required=True, help="a finished scale sweep under /tmp/bench_runs")
     ap.add_argument("--seeds", default="2,3,4,5,6,7",
                     help="new seed values (earlier rechecks' other seeds of the same configs are counted too)")
-    ap.add_argument("--config", default=None, help="the ladder's --config (default: bench/wsd_ladder.py's file)")
+    ap.add_argument("--config", default=None, help="a config file to train from (default: the ladder's recorded config)")
     ap.add_argument("--scaling", default=None,
                     help="the scaling.json whose prediction is checked (default: the ladder's; a copy kept from "
                          "a fit with another --optimum checks that fit's prediction)")
@@ -58,7 +58,7 @@ def main() -> None:
                 else {"warmup_fraction": fixed["warmup_fraction"]})
     if meta["base_config"]["eval"].get("eval_batch_size"):  # the ladder's validation windows
         schedule["eval_batch_size"] = meta["base_config"]["eval"]["eval_batch_size"]
-    config = args.config or str(RUNS_DIR / f"{args.name.rsplit('-', 1)[0]}.yaml")
+    config = args.config or ladder_config(ladder, meta)
     largest = int(held["budget_tokens"])
     table = pd.read_csv(ladder / "scaling.csv")
     at = table[table["budget_tokens"] == largest]
@@ -112,6 +112,18 @@ def main() -> None:
            {"ladder": args.name, "optimum": method, "budget_tokens": largest, "configs": configs, "losses": losses,
             "seeds": common_seeds, "gap": gap, "stderr": stderr, "seed_noise_rel_std": noise,
             "ladder_gap": held["scaling_law_loss_gap"]}, tag=f" {args.name}{suffix.replace('_', '-')}")
+
+
+def ladder_config(ladder: Path, meta: dict) -> str:
+    """The ladder's own recorded config (model, corpus, recipe) without its cooldown branches, as a file."""
+    from dataclasses import replace
+
+    from trainables.config import PretrainConfig
+
+    base = PretrainConfig.from_dict(meta["base_config"], source=f"{ladder}/sweep.json")
+    path = RUNS_DIR / f"{ladder.name}-reverify.yaml"
+    path.write_text(replace(base, train=replace(base.train, cooldowns=None)).to_yaml())
+    return str(path)
 
 
 if __name__ == "__main__":

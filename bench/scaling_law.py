@@ -45,7 +45,7 @@ def main() -> None:
 
     start_ray(worker_nice=0)  # Ray starts workers at nice 15: on a shared machine they would only get leftovers
     name = f"scaling-law{args.tag}{'-quick' if args.quick else ''}"
-    for d in (name, f"{name}-verify"):
+    for d in (name, f"{name}-verify", f"{name}-verify-vertex"):
         shutil.rmtree(RUNS_DIR / d, ignore_errors=True)
     config = RUNS_DIR / f"{name}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)

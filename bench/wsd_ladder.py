@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="a corpus path, 'stdlib' or none for the embedded corpus")
     ap.add_argument("--schedules", default="cosine,wsd",
                     help="ladders to run; 'wsd' alone measures its gap only (the token ratio needs both)")
+    ap.add_argument("--optimum", default=None, help="how the fit reads each budget's optimum (hpsearch scale --optimum)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -69,13 +70,13 @@ def main() -> None:
         raise SystemExit(f"--schedules {args.schedules}: the WSD ladder is what this measures; give wsd or cosine,wsd")
     for schedule in schedules:
         name = f"{stem}-{schedule}"
-        for d in (name, f"{name}-verify"):
+        for d in (name, f"{name}-verify", f"{name}-verify-vertex"):
             shutil.rmtree(RUNS_DIR / d, ignore_errors=True)
         opts = SweepOptions(name=name, config=str(config), data=data, data_pattern=pattern, results_dir=str(RUNS_DIR),
                             dashboard=False, verbose=0, cpus_per_trial=1.0, checkpoint_every=1000)
         t0 = time.perf_counter()
         outs[schedule] = run_scale(opts, budgets=budgets, lrs=lrs, batch_sizes=batch_sizes, seeds=seeds,
-                                   schedule=schedule, log=print)
+                                   schedule=schedule, optimum=args.optimum, log=print)
         walls[schedule] = round(time.perf_counter() - t0, 1)
 
     # independent WSD runs at the smaller budgets, to set beside the branches that scored them
@@ -119,7 +120,7 @@ def main() -> None:
         "branch_vs_independent_pairs": len(pair),
         "grid": {"budgets": budgets, "lrs": lrs, "batch_sizes": batch_sizes, "seeds": seeds, "preset": args.preset,
                  "corpus": args.data or "embedded", "decay_fraction": outs["wsd"].record.get("decay_fraction"),
-                 "warmup_steps": outs["wsd"].record.get("warmup_steps")},
+                 "warmup_steps": outs["wsd"].record.get("warmup_steps"), "optimum": outs["wsd"].record.get("optimum")},
         "plot": str(plot.relative_to(REPO)) if not args.quick else None,
     }, quick=args.quick, tag=args.tag)
 

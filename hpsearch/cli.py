@@ -257,11 +257,11 @@ def register_sweep_commands(sub) -> None:
     g.add_argument("--warmup-fraction", type=number(float, low=0, high=1, high_open=True), default=0.05,
                    help="warmup as a fraction of each run's steps (wsd: of the smallest budget's steps at the "
                         "largest batch, one warmup for all; default: %(default)s)")
-    g.add_argument("--optimum", choices=("near-optimal", "vertex"), default="near-optimal",
+    g.add_argument("--optimum", choices=("near-optimal", "vertex"), default=None,
                    help="how each budget's optimum is read: near-optimal (geometric mean of the trials within the "
                         "seed-noise tolerance of the best, DeepSeek LLM) or vertex (minimum of a quadratic in log LR "
                         "and log batch fitted to every trial, Chinchilla Approach 2); --resume refits a finished "
-                        "ladder (default: %(default)s)")
+                        "ladder (default: the resumed ladder's, else vertex)")
     g.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip training the held-out budget's predicted optimum")
     add_sweep_arguments(p, exclude=STUDY_EXCLUDES)

@@ -10,7 +10,8 @@
    tolerance of the near-optimal set; log η_opt and log B_opt are fitted against log compute with
    bootstrap intervals, beside the DeepSeek LLM and Step Law reference laws.
 3. **Verify** (with 3 budgets or more): refit without the largest budget, predict its optimum, and
-   train the predicted config there for real, over the same seeds (a second sweep, NAME-verify).
+   train the predicted config there for real, over the same seeds (a second sweep, NAME-verify-vertex;
+   NAME-verify for ``--optimum near-optimal``).
    ``scaling_law_loss_gap`` = (its loss - the held-out grid's best) / the grid's best.
 
 ``--schedule wsd`` (warmup-stable-decay) trains one run per (peak_lr, batch_size, seed) to the largest
@@ -168,16 +169,17 @@ def verify_space(*, budget: int, lr: float, batch_size: int, seeds: list[int], s
 def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float] | None,
               batch_sizes: list[int] | None, seeds: list[int] | None,
               warmup_fraction: float = DEFAULT_WARMUP_FRACTION, verify: bool = True, n_boot: int = 1000,
-              schedule: str = "cosine", optimum: str = scaling.DEFAULT_METHOD, log=print) -> ScaleOutcome:
+              schedule: str = "cosine", optimum: str | None = None, log=print) -> ScaleOutcome:
     """Run (or resume) the ladder, fit, verify on the held-out budget, and write scaling.json/.csv/.png.
     ``optimum`` is how each budget's optimum is read (hpsearch.scaling.optimum); a finished ladder can be
     refitted with another by --resume."""
     from hpsearch.sweep import run_sweep, stop_if_interrupted
 
-    try:
-        scaling.check_method(optimum)
-    except ValueError as exc:
-        raise SweepError(str(exc)) from None
+    if optimum is not None:
+        try:
+            scaling.check_method(optimum)
+        except ValueError as exc:
+            raise SweepError(str(exc)) from None
 
     space = None
     if not opts.resume:
@@ -199,6 +201,10 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     if base.eval.eval_batch_size:  # the verification is scored on the ladder's validation windows
         schedule_fixed["eval_batch_size"] = base.eval.eval_batch_size
 
+    if optimum is None:  # a resumed ladder keeps the reading it was fitted with, a new one takes the default
+        fitted = ladder.sweep_dir / SCALING_FILE
+        optimum = (json.loads(fitted.read_text()).get("optimum", "near-optimal") if fitted.is_file()
+                   else scaling.DEFAULT_METHOD)
     table = scaling_table(ladder.trials, base, ladder.curves)
     atomic_write_text(ladder.sweep_dir / "scaling.csv", table.to_csv(index=False))
     try:
@@ -244,7 +250,7 @@ def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, method, log) 
     held = scaling.holdout(table, tol=tol, model=base.model, n_boot=n_boot, method=method)
     lr = float(held["predicted_lr"])
     batch = max(1, round(held["predicted_batch_tokens"] / base.model.context_len))
-    verify_name = f"{name}-verify" + ("" if method == scaling.DEFAULT_METHOD else f"-{method}")
+    verify_name = f"{name}-verify" + ("" if method == "near-optimal" else f"-{method}")  # as before vertex came
     verify_dir = Path(opts.results_dir) / verify_name
     # the ladder's own recorded config (model, data, recipe), not this command's flags: a --resume that
     # refits a finished ladder gives none of them; its branches are the ladder's, not the verification's

@@ -197,7 +197,7 @@ def test_near_optimal_set_respects_the_tolerance():
 
 
 def test_budget_optimum_is_the_geometric_mean_of_the_near_set():
-    opt = budget_optima(hand_table(), tol=0.002, model=TINY).set_index("budget_tokens")
+    opt = budget_optima(hand_table(), tol=0.002, model=TINY, method="near-optimal").set_index("budget_tokens")
     assert opt.loc[100, "lr_opt"] == pytest.approx(math.sqrt(1e-3 * 2e-3))
     assert opt.loc[100, "batch_tokens_opt"] == pytest.approx(8 * 64)
     assert opt.loc[200, "n_near"] == 2 and opt.loc[200, "n_trials"] == 3
@@ -226,7 +226,7 @@ def test_vertex_optimum_is_the_fitted_quadratics_minimum_between_grid_points():
     assert math.log2(opt["lr_opt"]) == pytest.approx(-8.3, abs=1e-9)
     assert math.log2(opt["batch_tokens_opt"]) == pytest.approx(9.6, abs=1e-9)
     # the near-optimal set sees only grid points: here one, lr 2^-8 with batch 16 (2^10 tokens)
-    near = budget_optima(bowl(-8.3, 9.6), tol=0.01, model=TINY).iloc[0]
+    near = budget_optima(bowl(-8.3, 9.6), tol=0.01, model=TINY, method="near-optimal").iloc[0]
     assert math.log2(near["lr_opt"]) == pytest.approx(-8.0) and math.log2(near["batch_tokens_opt"]) == pytest.approx(10)
 
 
@@ -241,10 +241,10 @@ def test_vertex_with_two_batch_sizes_picks_one_of_them_and_stays_inside_the_grid
         budget_optima(bowl(-8, 9), tol=0.01, model=TINY, method="parabola")
 
 
-def test_vertex_fit_recovers_the_planted_exponents_with_tighter_intervals(big_fit):
-    table, near = big_fit
-    fit = fit_power_laws(table, tol=TOL, model=TINY, n_boot=400, seed=0, method="vertex")
-    assert fit.method == "vertex" and "optima by vertex" in fit.summary()
+def test_vertex_fit_recovers_the_planted_exponents_with_tighter_intervals_than_the_near_set(big_fit):
+    table, fit = big_fit  # the default reading
+    near = fit_power_laws(table, tol=TOL, model=TINY, n_boot=400, seed=0, method="near-optimal")
+    assert fit.method == "vertex" and "optima by vertex" in fit.summary() and near.method == "near-optimal"
     assert fit.lr.exponent == pytest.approx(LR_EXP, abs=0.01) and fit.batch.exponent == pytest.approx(BT_EXP, abs=0.02)
     assert fit.lr.exponent_ci[0] <= LR_EXP + 0.005 and LR_EXP - 0.005 <= fit.lr.exponent_ci[1]
     width = lambda law: law.exponent_ci[1] - law.exponent_ci[0]  # noqa: E731

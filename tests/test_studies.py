@@ -139,7 +139,8 @@ def test_ladder_fits_verifies_and_exports_to_a_target_budget(ladder, tmp_path, c
     assert record["seed_noise_rel_std"] > 0 and record["tolerance"] > record["seed_noise_rel_std"]
     assert math.isfinite(record["fit"]["lr"]["exponent"]) and math.isfinite(record["fit"]["batch_tokens"]["exponent"])
     held = record["holdout"]
-    verify = pd.read_parquet(ladder / "lad-verify" / "trials.parquet")
+    assert record["optimum"] == "vertex"  # the default reading of each budget's optimum
+    verify = pd.read_parquet(ladder / "lad-verify-vertex" / "trials.parquet")
     assert held["budget_tokens"] == 4096 and len(verify) == 2  # the predicted config, over the ladder's seeds
     assert held["predicted_loss"] == pytest.approx(verify["final_val_loss"].mean())
     assert held["scaling_law_loss_gap"] == pytest.approx(
@@ -175,7 +176,7 @@ def test_a_wsd_ladder_trains_one_run_per_point_and_fits_from_its_branches(ladder
     cosine_record = json.loads((ladder / "lad" / "scaling.json").read_text())
     assert wsd_record["schedule"] == "wsd" and cosine_record["schedule"] == "cosine"
     assert 0.6 < wsd_record["ladder_tokens"] / cosine_record["ladder_tokens"] < 0.7
-    verify = json.loads((tmp_path / "wsd-verify" / "sweep.json").read_text())["base_config"]["train"]
+    verify = json.loads((tmp_path / "wsd-verify-vertex" / "sweep.json").read_text())["base_config"]["train"]
     assert verify["schedule"] == "wsd" and not verify["cooldowns"]
     assert verify["warmup_steps"] == wsd_record["warmup_steps"] and math.isfinite(wsd_record["holdout"]["loss_gap"])
     out = tmp_path / "target.yaml"
@@ -185,34 +186,37 @@ def test_a_wsd_ladder_trains_one_run_per_point_and_fits_from_its_branches(ladder
         ("wsd", 0.2, "1-sqrt", None)
 
 
-def test_a_finished_ladder_is_refitted_by_the_quadratics_vertex_on_resume(ladder, tmp_path, capsys):
-    """--resume --optimum vertex trains nothing new in the ladder: it refits scaling.csv, verifies the new
-    prediction in its own sweep (lad-verify-vertex, the first verification kept) and exports from the new fit."""
+def test_a_finished_ladder_is_refitted_by_the_near_optimal_set_on_resume(ladder, tmp_path, capsys):
+    """--resume --optimum near-optimal trains nothing new in the ladder: it refits scaling.csv, verifies the
+    new prediction in its own sweep (lad-verify, the vertex's lad-verify-vertex kept) and exports from it."""
     before = pd.read_parquet(ladder / "lad" / "trials.parquet")
     first = json.loads((ladder / "lad" / "scaling.json").read_text())
-    assert first["optimum"] == "near-optimal"
+    assert first["optimum"] == "vertex"
     # none of the ladder's flags (--model nano, --eval-freq ...): the verification trains the ladder's own config
-    assert main(["scale", "--name", "lad", "--resume", "--optimum", "vertex", "--results-dir", str(ladder),
+    assert main(["scale", "--name", "lad", "--resume", "--optimum", "near-optimal", "--results-dir", str(ladder),
                  "--no-dashboard"]) == 0
     assert pd.read_parquet(ladder / "lad" / "trials.parquet")["trial_id"].tolist() == before["trial_id"].tolist()
     record = json.loads((ladder / "lad" / "scaling.json").read_text())
     held = record["holdout"]
-    assert record["optimum"] == "vertex" and held["verify_sweep"] == "lad-verify-vertex"
-    verify = pd.read_parquet(ladder / "lad-verify-vertex" / "trials.parquet")
+    assert record["optimum"] == "near-optimal" and held["verify_sweep"] == "lad-verify"
+    verify = pd.read_parquet(ladder / "lad-verify" / "trials.parquet")
     assert len(verify) == 2 and held["predicted_loss"] == pytest.approx(verify["final_val_loss"].mean())
     assert verify["peak_lr"].iloc[0] == pytest.approx(held["predicted_lr"], rel=1e-6)
-    assert (ladder / "lad-verify" / "trials.parquet").is_file()
+    assert (ladder / "lad-verify-vertex" / "trials.parquet").is_file()
     ladder_base = json.loads((ladder / "lad" / "sweep.json").read_text())["base_config"]
-    verify_base = json.loads((ladder / "lad-verify-vertex" / "sweep.json").read_text())["base_config"]
+    verify_base = json.loads((ladder / "lad-verify" / "sweep.json").read_text())["base_config"]
     assert verify_base["model"] == ladder_base["model"] and verify_base["eval"] == ladder_base["eval"]
     assert verify_base["data"] == ladder_base["data"] and not verify_base["train"]["cooldowns"]
-    # the vertex lies inside the grid the ladder tried, in LR and in batch tokens
-    for o in record["fit"]["optima"]:
+    # the vertex fit had read every optimum inside the grid the ladder tried, in LR and in batch tokens
+    for o in first["fit"]["optima"]:
         assert 2e-3 <= o["lr_opt"] <= 3.2e-2 and 2 * 32 <= o["batch_tokens_opt"] <= 4 * 32
     out = tmp_path / "target.yaml"
     assert main(["export", "lad", "--results-dir", str(ladder), "--target-tokens", "1M", "--out", str(out)]) == 0
     side = yaml.safe_load(out.with_name("target.provenance.yaml").read_text())["budget_transfer"]
     assert load_config(out).train.peak_lr == pytest.approx(side["peak_lr"])
+    # a resume without --optimum keeps the reading the ladder was last fitted with
+    assert main(["scale", "--name", "lad", "--resume", "--results-dir", str(ladder), "--no-dashboard"]) == 0
+    assert json.loads((ladder / "lad" / "scaling.json").read_text())["optimum"] == "near-optimal"
     capsys.readouterr()
     assert main(["scale", "--name", "lad", "--resume", "--optimum", "mean", "--results-dir", str(ladder)]) == 2
     assert "--optimum" in capsys.readouterr().err

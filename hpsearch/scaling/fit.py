@@ -112,7 +112,7 @@ def fit_power_laws(table: pd.DataFrame, *, tol: float, model: GPTConfig, n_boot:
     batch = _power_law(x, np.log(optima["batch_tokens_opt"].to_numpy()), boot_bt)
     return ScalingFit(lr=lr, batch=batch, optima=optima, tol=float(tol),
                       flops_per_token=flops_per_token(model), n_boot=n_boot,
-                      notes=tuple(_fit_notes(t, optima, model)), method=method)
+                      notes=tuple(_fit_notes(t, optima, model, method)), method=method)
 
 
 def holdout(table: pd.DataFrame, *, tol: float, model: GPTConfig, predicted_loss: float | None = None,
@@ -174,7 +174,7 @@ def _power_law(x: np.ndarray, y: np.ndarray, boot_y: np.ndarray) -> PowerLaw:
                     exponent_ci=(float(b_ci[0]), float(b_ci[1])), boot=np.column_stack([boot_a, boot_b]))
 
 
-def _fit_notes(t: pd.DataFrame, optima: pd.DataFrame, model: GPTConfig) -> list[str]:
+def _fit_notes(t: pd.DataFrame, optima: pd.DataFrame, model: GPTConfig, method: str) -> list[str]:
     """What a careful reader should know about this ladder before trusting the fit."""
     notes = []
     if len(optima) == 2:
@@ -191,7 +191,7 @@ def _fit_notes(t: pd.DataFrame, optima: pd.DataFrame, model: GPTConfig) -> list[
                 side = "smallest" if best == values[0] else "largest"
                 notes.append(f"{where}: the best {name} {best:g} is the {side} tried ({values[0]:g}-"
                              f"{values[-1]:g}); the optimum is not bracketed, widen the range")
-        if o["n_trials"] > 1 and o["n_near"] == o["n_trials"]:
+        if method == "near-optimal" and o["n_trials"] > 1 and o["n_near"] == o["n_trials"]:
             notes.append(f"{where}: all {o['n_trials']} trials are within the tolerance of the best, so the "
                          "optimum is the grid's centre; widen the grid or check the tolerance")
     if not np.allclose(t["context_len"], model.context_len):

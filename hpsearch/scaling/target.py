@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.scaling.fit import ScalingFit, fit_power_laws
-from hpsearch.scaling.optimum import DEFAULT_METHOD
 from hpsearch.scaling.laws import (ScalingError, _finite, _positive, compute, deepseek_batch_tokens, deepseek_lr,
                                    flops_per_token, non_embedding_params, step_law_batch_tokens, step_law_lr)
 from trainables.config import PretrainConfig
@@ -105,5 +104,5 @@ def load_fit(sweep_dir: Path) -> tuple[ScalingFit, dict, PretrainConfig]:
     base = PretrainConfig.from_dict(meta["base_config"], source=f"{d}/sweep.json")
     table = pd.read_csv(d / "scaling.csv")
     fit = fit_power_laws(table, tol=record["tolerance"], model=base.model, n_boot=record.get("n_boot", 1000),
-                         method=record.get("optimum", DEFAULT_METHOD))
+                         method=record.get("optimum", "near-optimal"))  # ladders fitted before --optimum
     return fit, record, base
