@@ -213,7 +213,8 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
         fit = scaling.fit_power_laws(table, tol=tol, model=base.model, n_boot=n_boot, method=optimum)
     except ValueError as exc:
         raise SweepError(f"{ladder.sweep_dir}: cannot fit the ladder ({exc})") from None
-    record = {"seed_noise_rel_std": noise, "tolerance": tol, "optimum": optimum, "fit": fit_record(fit), "n_boot": n_boot,
+    record = {"seed_noise_rel_std": noise, "tolerance": tol, "optimum": optimum, "fit": fit_record(fit),
+              "n_boot": n_boot,
               "flops_per_token": fit.flops_per_token, "model": base.to_dict()["model"],
               "warmup_fraction": warmup_fraction, "budgets": sorted(table["budget_tokens"].unique().tolist()),
               "schedule": base.train.schedule, "ladder_tokens": ladder_tokens(ladder.trials, base, ladder.curves)}

@@ -41,8 +41,8 @@ What the fit assumes, and its limits (read before trusting an extrapolation):
 
 Pure functions over pandas and numpy (no Ray, no Optuna); matplotlib is imported only by
 :func:`plot_scaling`. Rooms: :mod:`.laws` (compute, reference laws), :mod:`.table` (noise, near-optimal
-set, per-budget optima), :mod:`.optimum` (the two readings of one budget's optimum), :mod:`.fit` (power laws, hold-out), :mod:`.target` (the larger run, the saved
-fit) and :mod:`.plot`.
+set, per-budget optima), :mod:`.optimum` (the two readings of one budget's optimum), :mod:`.fit` (power
+laws, hold-out), :mod:`.target` (the larger run, the saved fit) and :mod:`.plot`.
 """
 
 from hpsearch.scaling.fit import CI_PERCENTILES, PowerLaw, ScalingFit, fit_power_laws, holdout
@@ -55,8 +55,9 @@ from hpsearch.scaling.table import (CONFIG_COLUMNS, TABLE_COLUMNS, budget_optima
 from hpsearch.scaling.target import MAX_EXTRAPOLATION, SCALING_FILE, load_fit, target_run
 
 __all__ = [
-    "CI_PERCENTILES", "CONFIG_COLUMNS", "DEFAULT_METHOD", "METHODS", "check_method", "MAX_EXTRAPOLATION", "SCALING_FILE", "TABLE_COLUMNS", "PowerLaw", "ScalingError",
-    "ScalingFit", "budget_optima", "clean_table", "compute", "deepseek_batch_tokens", "deepseek_lr", "fit_power_laws",
-    "flops_per_token", "holdout", "load_fit", "near_optimal", "nearest_loss", "non_embedding_params", "plot_scaling",
-    "seed_noise", "step_law_batch_tokens", "step_law_lr", "target_run", "tolerance_from_noise",
+    "CI_PERCENTILES", "CONFIG_COLUMNS", "DEFAULT_METHOD", "MAX_EXTRAPOLATION", "METHODS", "SCALING_FILE",
+    "TABLE_COLUMNS", "PowerLaw", "ScalingError", "ScalingFit", "check_method", "budget_optima", "clean_table",
+    "compute", "deepseek_batch_tokens", "deepseek_lr", "fit_power_laws", "flops_per_token", "holdout", "load_fit",
+    "near_optimal", "nearest_loss", "non_embedding_params", "plot_scaling", "seed_noise", "step_law_batch_tokens",
+    "step_law_lr", "target_run", "tolerance_from_noise",
 ]

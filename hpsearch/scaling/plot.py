@@ -41,8 +41,8 @@ def plot_scaling(table: pd.DataFrame, fit: ScalingFit, path: str | Path, *, mode
         ax_loss.axvline(float(optima.loc[optima["budget_tokens"] == budget, "lr_opt"].iloc[0]),
                         color=color, ls=":", lw=1)
     ax_loss.plot([], [], "o", color="grey", mec="k", ms=5, label=f"within {tol:.2%} of the budget's best")
-    ax_loss.plot([], [], ":", color="grey", label="η_opt (geometric mean of the ringed)" if fit.method == "near-optimal"
-                 else "η_opt (minimum of the fitted quadratic)")
+    ax_loss.plot([], [], ":", color="grey", label="η_opt (minimum of the fitted quadratic)" if fit.method == "vertex"
+                 else "η_opt (geometric mean of the ringed)")
     ax_loss.set(xscale="log", xlabel="peak learning rate", ylabel="validation loss (nats/token)",
                 title="Loss vs peak LR per budget (line: best batch size at each LR)")
     ax_loss.legend(fontsize=7)
