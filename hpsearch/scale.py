@@ -214,8 +214,7 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     except ValueError as exc:
         raise SweepError(f"{ladder.sweep_dir}: cannot fit the ladder ({exc})") from None
     record = {"seed_noise_rel_std": noise, "tolerance": tol, "optimum": optimum, "fit": fit_record(fit),
-              "n_boot": n_boot,
-              "flops_per_token": fit.flops_per_token, "model": base.to_dict()["model"],
+              "n_boot": n_boot, "flops_per_token": fit.flops_per_token, "model": base.to_dict()["model"],
               "warmup_fraction": warmup_fraction, "budgets": sorted(table["budget_tokens"].unique().tolist()),
               "schedule": base.train.schedule, "ladder_tokens": ladder_tokens(ladder.trials, base, ladder.curves)}
     if wsd:
@@ -223,7 +222,8 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
                       decay_shape=base.train.decay_shape)
 
     if verify and table["budget_tokens"].nunique() >= 3:
-        record["holdout"] = _verify(opts, ladder.name, table, base, tol, seeds, schedule_fixed, n_boot, optimum, log)
+        record["holdout"] = _verify(opts, ladder.name, table, base, tol, seeds, schedule_fixed, n_boot, optimum,
+                                    log)
     elif verify:
         record["holdout"] = None
         log("verification skipped: it holds out the largest budget, so it needs 3 or more budgets")

@@ -86,8 +86,8 @@ def fit_power_laws(table: pd.DataFrame, *, tol: float, model: GPTConfig, n_boot:
     """Fit log eta_opt and log B_opt against log C across budgets, with bootstrap CIs.
 
     The bootstrap resamples trials with replacement within each budget, recomputes each budget's
-    optimum (by ``method``, see :mod:`.optimum`), and refits both lines; coefficient, exponent and prediction CIs
-    are the 2.5 and 97.5 percentiles of the refits. ``model`` is the proxy the ladder trained (its
+    optimum (by ``method``, see :mod:`.optimum`), and refits both lines; coefficient, exponent and
+    prediction CIs are the 2.5 and 97.5 percentiles of the refits. ``model`` is the proxy the ladder trained (its
     M turns budgets into compute).
     """
     _check_tol(tol)
