@@ -417,9 +417,12 @@ def test_half_gpu_trials_share_a_device(cluster):
     # worker would carry its device over to the next trial). Whether two of them ever run at the
     # same moment is the scheduler's doing: the test watches Tune's own record of which trials are
     # RUNNING, never the clock, and keeps every snapshot it sees.
-    # --checkpoint-every 2: trials long enough to overlap (a smoke trial without checkpoints takes ~1 s)
+    # --checkpoint-every 2 and 8x a smoke trial's tokens: trials long enough to overlap in Tune's saved state
+    # even on a loaded machine, where actors start seconds apart (a smoke trial alone takes ~1 s; with 2,048
+    # tokens the full suite once saw at most one RUNNING at a time in 50 snapshots)
     proc, log = sweep_in_background(cluster, "gpu05", "--smoke-test", "--num-samples", "2", "--no-reuse-actors",
-                                    "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5", "--checkpoint-every", "2")
+                                    "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5", "--checkpoint-every", "2",
+                                    "--max-tokens-per-trial", "16384")
     tune_dir, snapshots = cluster.storage / "gpu05", []
     try:
         wait_for("end of the sweep", lambda: snapshots.append(running_trials(tune_dir)) or proc.poll() is not None,
