@@ -22,7 +22,8 @@ from hpsearch.scaling.laws import ScalingError
 
 METHODS = ("near-optimal", "vertex")
 DEFAULT_METHOD = "vertex"
-"""Measured against near-optimal on three WSD ladders and a cosine one: bench/RESULTS.md, "Reading the optimum"."""
+"""Measured against near-optimal on three WSD ladders and a cosine one: bench/RESULTS.md, "Reading each budget's
+optimum off a fitted quadratic"."""
 LATTICE = 41
 """Points per axis of the lattice a quadratic without an inner vertex is minimised on (1/40 of the span)."""
 
