@@ -42,8 +42,9 @@ def main() -> None:
                          "a fit with another --optimum checks that fit's prediction)")
     args = ap.parse_args()
     from hpsearch.options import SweepOptions
-    from hpsearch.scale import verify_space
+    from hpsearch.scale import ladder_config, verify_space
     from hpsearch.sweep import run_sweep
+    from trainables.config import PretrainConfig
 
     ladder = RUNS_DIR / args.name
     if not (ladder / "scaling.json").is_file():
@@ -58,7 +59,8 @@ def main() -> None:
                 else {"warmup_fraction": fixed["warmup_fraction"]})
     if meta["base_config"]["eval"].get("eval_batch_size"):  # the ladder's validation windows
         schedule["eval_batch_size"] = meta["base_config"]["eval"]["eval_batch_size"]
-    config = args.config or ladder_config(ladder, meta)
+    config = args.config or str(ladder_config(ladder, PretrainConfig.from_dict(meta["base_config"],
+                                                                              source=f"{ladder}/sweep.json")))
     largest = int(held["budget_tokens"])
     table = pd.read_csv(ladder / "scaling.csv")
     at = table[table["budget_tokens"] == largest]
@@ -112,18 +114,6 @@ def main() -> None:
            {"ladder": args.name, "optimum": method, "budget_tokens": largest, "configs": configs, "losses": losses,
             "seeds": common_seeds, "gap": gap, "stderr": stderr, "seed_noise_rel_std": noise,
             "ladder_gap": held["scaling_law_loss_gap"]}, tag=f" {args.name}{suffix.replace('_', '-')}")
-
-
-def ladder_config(ladder: Path, meta: dict) -> str:
-    """The ladder's own recorded config (model, corpus, recipe) without its cooldown branches, as a file."""
-    from dataclasses import replace
-
-    from trainables.config import PretrainConfig
-
-    base = PretrainConfig.from_dict(meta["base_config"], source=f"{ladder}/sweep.json")
-    path = RUNS_DIR / f"{ladder.name}-reverify.yaml"
-    path.write_text(replace(base, train=replace(base.train, cooldowns=None)).to_yaml())
-    return str(path)
 
 
 if __name__ == "__main__":

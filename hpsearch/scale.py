@@ -254,9 +254,8 @@ def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, method, log) 
     verify_name = f"{name}-verify" + ("" if method == "near-optimal" else f"-{method}")  # as before vertex came
     verify_dir = Path(opts.results_dir) / verify_name
     # the ladder's own recorded config (model, data, recipe), not this command's flags: a --resume that
-    # refits a finished ladder gives none of them; its branches are the ladder's, not the verification's
-    config = Path(opts.results_dir) / name / "ladder-config.yaml"
-    atomic_write_text(config, replace(base, train=replace(base.train, cooldowns=None)).to_yaml())
+    # refits a finished ladder gives none of them
+    config = ladder_config(Path(opts.results_dir) / name, base)
     vopts = replace(opts, name=verify_name, mode="grid", num_samples=1, config=str(config), data=None,
                     tokenizer=None, resume=(verify_dir / "sweep.json").is_file())
     log(f"verifying: lr {lr:.3g}, batch {batch} at the held-out budget {largest:,} over seeds {seeds}")
@@ -276,6 +275,14 @@ def _verify(opts, name, table, base, tol, seeds, schedule, n_boot, method, log) 
                  "scaling_law_loss_gap": (predicted_loss - grid_best) / grid_best})
     held["loss_gap"] = held["scaling_law_loss_gap"]
     return held
+
+
+def ladder_config(sweep_dir: Path, base: PretrainConfig) -> Path:
+    """The ladder's recorded config as a file in its directory (ladder-config.yaml), for runs of single
+    configs at its budgets; without its cooldown branches, which are the ladder's, not theirs."""
+    path = sweep_dir / "ladder-config.yaml"
+    atomic_write_text(path, replace(base, train=replace(base.train, cooldowns=None)).to_yaml())
+    return path
 
 
 def _context_len(opts: SweepOptions) -> int:
