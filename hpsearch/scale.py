@@ -175,11 +175,8 @@ def run_scale(opts: SweepOptions, *, budgets: list[int] | None, lrs: list[float]
     refitted with another by --resume."""
     from hpsearch.sweep import run_sweep, stop_if_interrupted
 
-    if optimum is not None:
-        try:
-            scaling.check_method(optimum)
-        except ValueError as exc:
-            raise SweepError(str(exc)) from None
+    if optimum is not None:  # a ScalingError: one line and exit 2, like every HPSearchError
+        scaling.check_method(optimum)
 
     space = None
     if not opts.resume:

@@ -87,8 +87,8 @@ def fit_power_laws(table: pd.DataFrame, *, tol: float, model: GPTConfig, n_boot:
 
     The bootstrap resamples trials with replacement within each budget, recomputes each budget's
     optimum (by ``method``, see :mod:`.optimum`), and refits both lines; coefficient, exponent and
-    prediction CIs are the 2.5 and 97.5 percentiles of the refits. ``model`` is the proxy the ladder trained (its
-    M turns budgets into compute).
+    prediction CIs are the 2.5 and 97.5 percentiles of the refits. ``model`` is the proxy the ladder
+    trained (its M turns budgets into compute).
     """
     _check_tol(tol)
     check_method(method)
